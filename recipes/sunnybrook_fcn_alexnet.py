@@ -1,0 +1,35 @@
+"""Left-ventricle segmentation of cardiac MRI (Sunnybrook) with FCN-AlexNet (32-pixel stride).
+
+The first model of the DIGITS lab: coarse (one prediction per 32x32 pixels, upsampled), so its
+Dice stays below FCN-8s's. On the built-in synthetic dataset:
+
+    python recipes/sunnybrook_fcn_alexnet.py
+
+From Caffe's ImageNet AlexNet (a converted `bvlc_alexnet.npy`), on the real data:
+
+    python recipes/sunnybrook_fcn_alexnet.py --paper --weights bvlc_alexnet.npy \\
+        --image-dir challenge_training --contour-dir TrainingDataContours
+
+Defaults are sized for a 2-core CPU (half-width AlexNet, 512-wide fc6/fc7); `--paper` selects
+the published sizes (full width, 4096-wide fc6/fc7, 256x256).
+"""
+import sys
+
+from tfseg.workflows import sunnybrook as sb
+
+CPU_DEFAULTS = sb.SunnybrookConfig(
+    data=sb.DataSection(image_size=256),
+    model=sb.ModelSection(name="fcn_alexnet", options={"width": 0.5, "fc_units": 512, "dropout": 0.1}),
+    train=sb.TrainSection(epochs=20, batch_size=8, learning_rate=1e-3, loss="dice_ce"),
+    output_dir="runs/sunnybrook_fcn_alexnet",
+)
+PAPER = {"model.options": {"width": 1.0, "fc_units": 4096, "dropout": 0.5}, "data.image_size": 256,
+         "train.batch_size": 1, "train.learning_rate": 1e-4, "train.epochs": 20}
+
+
+def main(argv=None):
+    return sb.recipe_main(argv, CPU_DEFAULTS, PAPER, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Transforms as TensorFlow ops: intensity, spatial, labels."""

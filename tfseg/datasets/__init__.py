@@ -1,0 +1,45 @@
+"""Dataset layouts on disk: finders that yield typed records (paths + ids), never tensors.
+
+Importing this package is light (no TensorFlow, no pixel reading). The names below are loaded
+from their modules on first use:
+
+- `tfseg.datasets.problems`: the `on_error` policy and `ProblemLog`;
+- `tfseg.datasets.splits`: `split_by_group`, `split_by_patient`, `Split`;
+- `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
+- `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook` (the embedded default data).
+
+Example:
+    >>> from tfseg.datasets import split_by_group
+    >>> split_by_group(["a1", "a2", "b1"], ["a", "a", "b"], val_fraction=0.5).val in (["a1", "a2"], ["b1"])
+    True
+"""
+import importlib
+
+_LAZY = {
+    "ProblemLog": "tfseg.datasets.problems",
+    "Problem": "tfseg.datasets.problems",
+    "Split": "tfseg.datasets.splits",
+    "split_by_group": "tfseg.datasets.splits",
+    "split_by_patient": "tfseg.datasets.splits",
+    "SAX_SERIES": "tfseg.datasets.sunnybrook",
+    "SunnybrookRecord": "tfseg.datasets.sunnybrook",
+    "canonical_case": "tfseg.datasets.sunnybrook",
+    "find_sunnybrook": "tfseg.datasets.sunnybrook",
+    "SyntheticSunnybrook": "tfseg.datasets.synthetic",
+    "write_sunnybrook": "tfseg.datasets.synthetic",
+    "ensure_sunnybrook": "tfseg.datasets.synthetic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfseg.datasets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,81 @@
+"""What to do when one record of a dataset is bad: the `on_error` policy and the problem log.
+
+A long run must never die on one bad case without saying which, nor skip it silently. Every
+dataset finder and loader takes `on_error`:
+
+- ``"raise"``: stop at the first bad record with a `DataError` naming the file;
+- ``"skip"``: log a warning naming the file and the reason, leave the record out, and keep it in
+  the `ProblemLog` so the caller can print or save the list at the end.
+
+Example:
+    >>> log = ProblemLog(on_error="skip")
+    >>> log.report("/data/SC-N-2/IM-0898-0040.dcm", "no image for this contour")
+    >>> [p.path for p in log.problems]
+    ['/data/SC-N-2/IM-0898-0040.dcm']
+    >>> ProblemLog(on_error="raise").report("x.dcm", "truncated pixel data")
+    Traceback (most recent call last):
+    ...
+    tfseg.errors.DataError: x.dcm: truncated pixel data
+"""
+import dataclasses
+import logging
+
+from tfseg.errors import ConfigError, DataError
+
+ON_ERROR_POLICIES = ("raise", "skip")
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One bad record: the file at fault and what is wrong with it."""
+
+    path: str
+    reason: str
+
+    def __str__(self):
+        return f"{self.path}: {self.reason}"
+
+
+def check_policy(on_error):
+    """Return `on_error` if it is a known policy, else raise `ConfigError` listing the choices."""
+    if on_error not in ON_ERROR_POLICIES:
+        raise ConfigError(f"on_error must be one of {ON_ERROR_POLICIES}, got {on_error!r}")
+    return on_error
+
+
+class ProblemLog:
+    """Collects bad records under one `on_error` policy ("raise" or "skip")."""
+
+    def __init__(self, on_error="raise"):
+        self.on_error = check_policy(on_error)
+        self.problems = []
+
+    def report(self, path, reason):
+        """Record that `path` is bad; raises `DataError` under "raise", logs and keeps it under "skip"."""
+        if self.on_error == "raise":
+            raise DataError(path, reason)
+        problem = Problem(str(path), reason)
+        logger.warning("skipping %s", problem)
+        self.problems.append(problem)
+
+    def report_error(self, error):
+        """Same as `report` for a `DataError` already raised by a reader."""
+        if self.on_error == "raise":
+            raise error
+        self.report(error.path, error.reason if error.line is None else f"line {error.line}: {error.reason}")
+
+    def extend(self, other):
+        """Add the problems of another log (e.g. the finder's) to this one."""
+        self.problems.extend(other.problems)
+
+    def __len__(self):
+        return len(self.problems)
+
+    def summary(self):
+        """A multi-line text listing every problem, or an empty string when there were none."""
+        if not self.problems:
+            return ""
+        lines = [f"{len(self.problems)} record(s) skipped:"] + [f"  {p}" for p in self.problems]
+        return "\n".join(lines)

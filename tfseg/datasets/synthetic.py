@@ -1,0 +1,524 @@
+"""Small, realistic datasets written to disk in the real on-disk layouts: the embedded default data.
+
+`write_sunnybrook` draws short-axis cardiac cine MR images and their expert-style contours from a
+seed and writes them exactly as the Sunnybrook challenge ships them (16-bit DICOM images, one
+``x y`` text contour per contoured image), so every reader, finder and pipeline runs on it unchanged.
+
+The anatomy is drawn so that the task is the real one: a bright left-ventricle (LV) blood pool inside
+a darker myocardial ring, a bright right-ventricle crescent and a bright descending aorta beside it
+(brightness alone does not find the LV), lungs, liver, spine, chest wall and subcutaneous fat, a
+smooth coil bias field and Rician noise. The LV pool is painted from the very polygon written as the
+``icontour`` file, so ``polygon_to_mask(read_contour(icontour))`` is the bright pool; ``ocontour`` is
+the epicardium. The LV covers under 2% of the pixels, as in the real data.
+
+Example:
+    >>> import tempfile
+    >>> ds = write_sunnybrook(tempfile.mkdtemp(), num_cases=2, images_per_case=4,
+    ...                       contoured_per_case=2, image_size=64)
+    >>> ds.cases
+    ('SC-HF-I-1', 'SC-HF-I-2')
+    >>> len(ds.find())
+    4
+"""
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from pydicom.uid import generate_uid
+
+from tfseg.datasets.sunnybrook import (EXPERT_SUBDIR, SAX_SERIES, canonical_case, find_sunnybrook)
+from tfseg.errors import ConfigError, DataError
+from tfseg.io import contours as contour_io
+from tfseg.io import dicom as dicom_io
+
+logger = logging.getLogger(__name__)
+
+MARKER_NAME = "tfseg_synthetic.json"
+_FORMAT_VERSION = 1
+_MAX_CASES = 500
+_MAX_LV_FRACTION = 0.019  # keep the LV pool under 2% of the pixels
+_GROUPS = ("SC-HF-I", "SC-HF-NI", "SC-HYP", "SC-N")
+_PHASES_PER_SLICE = 4  # image k shows slice k // 4 at cardiac phase k % 4 (phase 0 = end-diastole)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSunnybrook:
+    """Where a synthetic Sunnybrook dataset lies.
+
+    Attributes:
+        root: the dataset folder.
+        image_dir: ``<root>/images`` (pass to `find_sunnybrook` as image_dir).
+        contour_dir: ``<root>/contours`` (pass to `find_sunnybrook` as contour_dir).
+        cases: canonical case ids, in writing order.
+        series: case -> 4-digit SAX series number, including generated cases beyond `SAX_SERIES`.
+    """
+
+    root: str
+    image_dir: str
+    contour_dir: str
+    cases: tuple
+    series: dict
+
+    def find(self, contour="icontour", on_error="raise", problems=None):
+        """`find_sunnybrook` on this dataset, with its series table (needed for cases beyond 15)."""
+        return find_sunnybrook(self.image_dir, self.contour_dir, contour=contour, series=self.series,
+                               on_error=on_error, problems=problems)
+
+
+def synthetic_cases(num_cases):
+    """The (case, series) pairs of a synthetic dataset: `SAX_SERIES` in order, then new cases in its style.
+
+    Args:
+        num_cases: how many cases.
+
+    Returns:
+        A list of ``(case, series)`` string pairs.
+
+    Example:
+        >>> synthetic_cases(16)[-2:]
+        [('SC-N-40', '0944'), ('SC-HF-I-41', '1000')]
+    """
+    cases = list(SAX_SERIES.items())[:num_cases]
+    k = 0
+    while len(cases) < num_cases:
+        cases.append((f"{_GROUPS[k % len(_GROUPS)]}-{41 + k // len(_GROUPS)}", f"{1000 + 10 * k:04d}"))
+        k += 1
+    return cases
+
+
+def _contour_folder_name(case, index):
+    """Zero-pad the trailing number of every other case folder to two digits, as the real contour tree does."""
+    prefix, _, number = case.rpartition("-")
+    return f"{prefix}-{int(number):02d}" if index % 2 == 0 else case
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return int(value)
+
+
+def _check_args(num_cases, images_per_case, contoured_per_case, image_size, seed):
+    _check_int("num_cases", num_cases, 1, _MAX_CASES)
+    _check_int("images_per_case", images_per_case, 1, 9999)
+    _check_int("image_size", image_size, 32, 4096)
+    _check_int("seed", seed, 0, 2**63 - 1)
+    _check_int("contoured_per_case", contoured_per_case, 1, images_per_case)
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing: all shapes are painted over each other with soft (partial-volume) masks in [0, 1].
+
+def _soft(distance, edge):
+    """Soft inside-ness from a signed distance (positive inside), `edge` pixels wide."""
+    return 0.5 + 0.5 * np.tanh(distance / (2.0 * edge))
+
+
+def _ellipse(xx, yy, centre, axes, angle, edge):
+    """Soft mask of a rotated ellipse, centre (x, y), semi-axes (a, b) in pixels."""
+    c, s = math.cos(angle), math.sin(angle)
+    dx, dy = xx - centre[0], yy - centre[1]
+    u = (dx * c + dy * s) / axes[0]
+    v = (dy * c - dx * s) / axes[1]
+    rho = np.sqrt(u * u + v * v)
+    return _soft((1.0 - rho) * math.sqrt(axes[0] * axes[1]), edge)
+
+
+def _paint(image, mask, value):
+    """Paint `value` over `image` where `mask` (soft) says, in place."""
+    image += mask * (np.float32(value) - image)
+
+
+def _blur(mask, sigma):
+    """Separable Gaussian blur with a 5-tap kernel (edges replicated): a slightly smooth edge."""
+    taps = np.exp(-0.5 * (np.arange(-2, 3) / sigma) ** 2).astype(np.float32)
+    taps /= taps.sum()
+    out = mask
+    for axis in (0, 1):
+        padded = np.pad(out, [(2, 2) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
+        n = out.shape[axis]
+        out = sum(w * np.take(padded, np.arange(k, k + n), axis=axis) for k, w in enumerate(taps))
+    return out
+
+
+def _radius(theta, base, harmonics):
+    """Radius r(theta) = base * (1 + sum a cos(k theta + phi)) for harmonics [(k, a, phi), ...]."""
+    r = np.ones_like(theta)
+    for k, a, phi in harmonics:
+        r = r + a * np.cos(k * theta + phi)
+    return base * r
+
+
+def _polygon(centre, base, harmonics, rng, start):
+    """An irregular closed polyline about 1 px between points, as (N, 2) x/y float64."""
+    count = max(12, int(round(2 * math.pi * base)))
+    theta = start + 2 * math.pi * np.arange(count) / count
+    r = _radius(theta, base, harmonics) + rng.normal(0.0, 0.08, count)  # a hand-drawn wobble
+    return np.stack([centre[0] + r * np.cos(theta), centre[1] + r * np.sin(theta)], axis=1)
+
+
+@dataclasses.dataclass
+class _Case:
+    """Parameters fixed for a whole case (patient, scanner)."""
+
+    level: float  # stored intensity of blood before bias and rescale
+    noise: float  # Rician sigma relative to blood
+    myo: float  # myocardium relative to blood (the contrast)
+    tissue: float
+    fat: float
+    liver: float
+    pixel_spacing: float
+    slope: float
+    intercept: float
+    body_centre: tuple
+    body_axes: tuple
+    fat_thickness: float
+    heart_centre: tuple
+    heart_drift: tuple
+    lv_radius: float  # end-diastolic basal radius in pixels
+    lv_harmonics: list
+    wall: float  # end-diastolic wall thickness in pixels
+    wall_harmonic: tuple
+    rv_angle: float
+    rv_scale: float
+    bias: np.ndarray  # coefficients of the log bias field over (x, y, x^2, xy, y^2)
+    liver_slices: float  # slices deeper than this fraction show the liver
+    lungs: tuple  # ((centre, axes), (centre, axes)): right lung (image left), left lung
+    aorta: float  # descending aorta blood relative to LV blood
+    vessels: np.ndarray  # (n, 2) positions of lung vessels, in units of their lung's semi-axes
+
+
+def _case_params(rng, size, index):
+    scale = size / 256.0
+    half = size / 2.0
+    nontrivial = index % 3 == 1  # every third case stores values through a real rescale
+    body = (half + rng.normal(0, 0.015) * size, half + rng.normal(0, 0.015) * size)
+    return _Case(
+        level=float(rng.uniform(250, 1800)),
+        noise=float(rng.uniform(0.02, 0.05)),
+        myo=float(rng.uniform(0.22, 0.42)),
+        tissue=float(rng.uniform(0.36, 0.48)),
+        fat=float(rng.uniform(0.72, 0.9)),
+        liver=float(rng.uniform(0.45, 0.58)),
+        pixel_spacing=round(float(rng.uniform(1.2, 1.5)), 4),
+        slope=float(rng.choice([0.25, 0.5, 2.0])) if nontrivial else 1.0,
+        intercept=float(rng.choice([-1000.0, -100.0, -50.0])) if nontrivial else 0.0,
+        body_centre=body,
+        body_axes=(rng.uniform(0.40, 0.46) * size, rng.uniform(0.31, 0.36) * size),
+        fat_thickness=float(rng.uniform(0.02, 0.045) * size),
+        heart_centre=(half + rng.uniform(0.0, 0.12) * size, half + rng.uniform(-0.08, 0.05) * size),
+        heart_drift=(rng.uniform(-0.03, 0.03) * size, rng.uniform(-0.03, 0.03) * size),
+        lv_radius=float(rng.uniform(11.0, 18.0) * scale),
+        lv_harmonics=[(k, float(rng.uniform(0, a)), float(rng.uniform(0, 2 * math.pi)))
+                      for k, a in ((2, 0.07), (3, 0.05), (4, 0.03))],
+        wall=float(rng.uniform(5.0, 8.0) * scale),
+        wall_harmonic=(float(rng.uniform(0.1, 0.3)), float(rng.uniform(0, 2 * math.pi))),
+        rv_angle=float(math.pi + rng.uniform(-0.45, 0.15)),
+        rv_scale=float(rng.uniform(0.85, 1.15)),
+        bias=rng.normal(0.0, 0.15, 5).astype(np.float32),
+        liver_slices=float(rng.uniform(0.4, 0.8)),
+        lungs=tuple(((body[0] + side * sx * size, body[1] + rng.normal(0.0, 0.015) * size),
+                     (rng.uniform(0.10, 0.13) * size, rng.uniform(0.16, 0.20) * size))
+                    for side, sx in ((-1, 0.26), (1, 0.28))),
+        aorta=float(rng.uniform(0.85, 1.0)),
+        vessels=rng.uniform(-1.0, 1.0, (12, 2)) * 0.8,
+    )
+
+
+class _Grid:
+    """Pixel-centre coordinates (x = column, y = row) and bias-field terms for one image size."""
+
+    def __init__(self, size):
+        self.size = size
+        self.yy, self.xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        x = self.xx / (size / 2.0) - 1.0
+        y = self.yy / (size / 2.0) - 1.0
+        self.terms = np.stack([x, y, x * x, x * y, y * y])
+
+
+def _slice_geometry(case, k, images_per_case, rng, size):
+    """LV centre, endocardial radius/harmonics and wall thickness of image k (0-based) of a case."""
+    num_slices = max(1, -(-images_per_case // _PHASES_PER_SLICE))
+    slice_index, phase = divmod(k, _PHASES_PER_SLICE)
+    depth = slice_index / (num_slices - 1) if num_slices > 1 else 0.3  # 0 = base, 1 = apex
+    contraction = 1.0 - 0.28 * math.sin(math.pi * phase / _PHASES_PER_SLICE) ** 2  # 1 at ED, 0.72 at ES
+    radius = case.lv_radius * (1.0 - 0.4 * depth ** 1.5) * contraction
+    radius = max(radius, 1.6)
+    harmonics = [(h, a * rng.uniform(0.8, 1.2), phi + rng.normal(0, 0.15)) for h, a, phi in case.lv_harmonics]
+    wall = max(1.5, case.wall / contraction ** 0.7 * (1.0 - 0.2 * depth))
+    jitter = rng.normal(0.0, 0.008 * size, 2)
+    centre = (case.heart_centre[0] + depth * case.heart_drift[0] + jitter[0],
+              case.heart_centre[1] + depth * case.heart_drift[1] + jitter[1])
+    return centre, radius, harmonics, wall, depth, slice_index, contraction
+
+
+def _background(grid, case, with_liver):
+    """Everything but the heart, fixed for a case: body, fat, lungs, liver, spine, aorta (relative to blood)."""
+    size, xx, yy = grid.size, grid.xx, grid.yy
+    edge = max(0.6, size / 256.0 * 0.8)
+    image = np.zeros((size, size), np.float32)
+    bc, ba = case.body_centre, case.body_axes
+    # body: subcutaneous fat outside, soft tissue (muscle) inside
+    _paint(image, _ellipse(xx, yy, bc, ba, 0.0, edge), case.fat)
+    inner = (ba[0] - case.fat_thickness, ba[1] - case.fat_thickness)
+    _paint(image, _ellipse(xx, yy, bc, inner, 0.0, edge), case.tissue)
+    # lungs (dark), liver on deeper slices, spine, descending aorta (bright blood)
+    for side, (centre, axes) in zip((-1, 1), case.lungs):
+        _paint(image, _ellipse(xx, yy, centre, axes, side * 0.2, edge), 0.05)
+        for u, v in case.vessels[::2] if side < 0 else case.vessels[1::2]:  # a few pulmonary vessels
+            spot = (centre[0] + u * axes[0] * 0.8, centre[1] + v * axes[1] * 0.8)
+            r = max(0.8, 0.006 * size * (1.5 - abs(u)))
+            _paint(image, _ellipse(xx, yy, spot, (r, r), 0.0, edge), 0.3)
+    if with_liver:
+        _paint(image, _ellipse(xx, yy, (bc[0] - 0.12 * size, bc[1] + 0.14 * size),
+                               (0.22 * size, 0.13 * size), -0.3, edge), case.liver)
+    _paint(image, _ellipse(xx, yy, (bc[0], bc[1] + 0.26 * size), (0.05 * size, 0.045 * size), 0.0, edge), 0.22)
+    aorta_r = 0.032 * size * case.rv_scale
+    _paint(image, _ellipse(xx, yy, (bc[0] + 0.06 * size, bc[1] + 0.20 * size), (aorta_r, aorta_r), 0.0, edge),
+           case.aorta)
+    return image
+
+
+def _draw(grid, case, background, rng, centre, lv_mask, radius, harmonics, wall, contraction):
+    """The stored-intensity image (float, before rescale) of one slice, blood = `case.level`."""
+    size = grid.size
+    edge = max(0.6, size / 256.0 * 0.8)
+    image = background.copy()
+    # the heart, drawn in a window around it: epicardial disc and RV wall as myocardium, then the
+    # RV blood crescent, then the LV pool from its mask
+    epi_mean = radius + wall
+    reach = int(math.ceil(2.7 * epi_mean * case.rv_scale + 4 * edge + 3))
+    y0, y1 = max(0, int(centre[1]) - reach), min(size, int(centre[1]) + reach + 1)
+    x0, x1 = max(0, int(centre[0]) - reach), min(size, int(centre[0]) + reach + 1)
+    window = image[y0:y1, x0:x1]
+    xx, yy = grid.xx[y0:y1, x0:x1], grid.yy[y0:y1, x0:x1]
+    dx, dy = xx - centre[0], yy - centre[1]
+    rho = np.sqrt(dx * dx + dy * dy)
+    theta = np.arctan2(dy, dx)
+    amp, phi = case.wall_harmonic
+    epi_r = _radius(theta, radius, harmonics) + wall * (1.0 + amp * np.cos(theta - phi))
+    myo = case.myo * rng.uniform(0.93, 1.07)
+    rv_dir = (math.cos(case.rv_angle), math.sin(case.rv_angle))
+    rv_centre = (centre[0] + 0.8 * epi_mean * rv_dir[0], centre[1] + 0.8 * epi_mean * rv_dir[1])
+    rv_axes = (0.95 * epi_mean * case.rv_scale * contraction ** 0.5, 1.55 * epi_mean * case.rv_scale)
+    rv_wall = max(1.2, 0.35 * wall)
+    _paint(window, _ellipse(xx, yy, rv_centre, (rv_axes[0] + rv_wall, rv_axes[1] + rv_wall), case.rv_angle, edge),
+           myo)
+    _paint(window, _soft(epi_r - rho, edge), myo)
+    septum_gap = max(1.2, 0.3 * wall)
+    crescent = _ellipse(xx, yy, rv_centre, rv_axes, case.rv_angle, edge) * _soft(rho - epi_r - septum_gap, edge)
+    _paint(window, crescent, rng.uniform(0.9, 1.05))
+    pool = lv_mask[y0:y1, x0:x1]
+    _paint(window, _blur(pool.astype(np.float32), sigma=max(0.6, edge)), 1.0)
+    if radius > 4.0:  # papillary muscles: small darker blobs inside the pool, near the wall
+        for angle in (case.rv_angle + 2.3, case.rv_angle - 2.1):
+            spot = (centre[0] + 0.68 * radius * math.cos(angle), centre[1] + 0.68 * radius * math.sin(angle))
+            spot_r = 0.17 * radius
+            _paint(window, _ellipse(xx, yy, spot, (spot_r, spot_r), 0.0, edge) * pool, 0.6)
+    # smooth coil bias field, scanner scale, Rician noise
+    bias = np.exp(np.tensordot(case.bias + rng.normal(0.0, 0.02, 5).astype(np.float32), grid.terms, axes=1))
+    level = case.level * rng.uniform(0.95, 1.05)
+    signal = image * bias * np.float32(level)
+    sigma = np.float32(case.noise * level)
+    real = signal + sigma * rng.standard_normal((size, size), dtype=np.float32)
+    imag = sigma * rng.standard_normal((size, size), dtype=np.float32)
+    return np.sqrt(real * real + imag * imag)
+
+
+def _lv_polygon(centre, radius, harmonics, rng, size):
+    """The endocardial polygon, shrunk if needed so the pool stays under the LV area budget."""
+    start = rng.uniform(0, 2 * math.pi)
+    state = rng.bit_generator.state
+    budget = _MAX_LV_FRACTION * size * size
+    while True:
+        rng.bit_generator.state = state  # same wobble whatever the shrinking
+        points = np.round(_polygon(centre, radius, harmonics, rng, start), 2)
+        mask = contour_io.polygon_to_mask(points, (size, size))
+        if mask.sum() <= budget or radius <= 1.6:
+            return points, mask, radius
+        radius *= 0.95
+
+
+def _epi_polygon(centre, radius, harmonics, wall, case, rng):
+    start = rng.uniform(0, 2 * math.pi)
+    epi_mean = radius + wall
+    count = max(12, int(round(2 * math.pi * epi_mean)))
+    theta = start + 2 * math.pi * np.arange(count) / count
+    amp, phi = case.wall_harmonic
+    r = _radius(theta, radius, harmonics) + wall * (1.0 + amp * np.cos(theta - phi)) + rng.normal(0, 0.08, count)
+    return np.round(np.stack([centre[0] + r * np.cos(theta), centre[1] + r * np.sin(theta)], axis=1), 2)
+
+
+def _write_case(index, case_id, series, contour_folder, image_dir, contour_dir, images_per_case,
+                contoured_per_case, grid, seed):
+    size = grid.size
+    case = _case_params(np.random.default_rng([seed, index]), size, index)
+    contoured = set(np.random.default_rng([seed, index, 1 << 20]).choice(
+        np.arange(1, images_per_case + 1), contoured_per_case, replace=False).tolist())
+    case_images = os.path.join(image_dir, case_id)
+    expert = os.path.join(contour_dir, contour_folder, EXPERT_SUBDIR)
+    os.makedirs(case_images, exist_ok=True)
+    os.makedirs(expert, exist_ok=True)
+    study_uid = generate_uid(entropy_srcs=["tfseg-synthetic-sunnybrook", str(seed), case_id, "study"])
+    series_uid = generate_uid(entropy_srcs=["tfseg-synthetic-sunnybrook", str(seed), case_id, series])
+    spacing = case.pixel_spacing
+    backgrounds = {}
+    for k in range(images_per_case):
+        number = k + 1
+        rng = np.random.default_rng([seed, index, number])
+        centre, radius, harmonics, wall, depth, slice_index, contraction = _slice_geometry(
+            case, k, images_per_case, rng, size)
+        lv_points, lv_mask, radius = _lv_polygon(centre, radius, harmonics, rng, size)
+        epi_points = _epi_polygon(centre, radius, harmonics, wall, case, rng)
+        if number in contoured:
+            stem = os.path.join(expert, f"IM-0001-{number:04d}")
+            contour_io.write_contour(f"{stem}-icontour-manual.txt", lv_points, decimals=2)
+            contour_io.write_contour(f"{stem}-ocontour-manual.txt", epi_points, decimals=2)
+            # paint from exactly what a reader will get back from the file
+            lv_mask = contour_io.polygon_to_mask(contour_io.read_contour(f"{stem}-icontour-manual.txt"), (size, size))
+        with_liver = depth >= case.liver_slices
+        if with_liver not in backgrounds:
+            backgrounds[with_liver] = _background(grid, case, with_liver)
+        real = _draw(grid, case, backgrounds[with_liver], rng, centre, lv_mask, radius, harmonics, wall,
+                     contraction)
+        stored = np.clip(np.rint((real - case.intercept) / case.slope), 0, 65535).astype(np.uint16)
+        dicom_io.write_image(
+            os.path.join(case_images, f"IM-{series}-{number:04d}.dcm"), stored,
+            pixel_spacing=(spacing, spacing), rescale_slope=case.slope, rescale_intercept=case.intercept,
+            modality="MR", patient_id=case_id, study_instance_uid=study_uid, series_instance_uid=series_uid,
+            series_number=int(series), instance_number=number,
+            image_position=(-size / 2 * spacing, -size / 2 * spacing, 10.0 * slice_index),
+            image_orientation=(1, 0, 0, 0, 1, 0), slice_thickness=8.0,
+            description="tfseg synthetic short-axis cine")
+
+
+def _read_marker(root):
+    try:
+        with open(os.path.join(root, MARKER_NAME), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_marker(root, content):
+    fd, tmp = tempfile.mkstemp(prefix=".marker-", dir=root)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(root, MARKER_NAME))
+
+
+def _result(root, cases):
+    return SyntheticSunnybrook(root=root, image_dir=os.path.join(root, "images"),
+                               contour_dir=os.path.join(root, "contours"),
+                               cases=tuple(canonical_case(c) for c, _ in cases),
+                               series={canonical_case(c): s for c, s in cases})
+
+
+def write_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case=20, image_size=256, seed=0):
+    """Write a synthetic Sunnybrook-layout dataset (16-bit DICOM + expert contours) from a seed.
+
+    Images go to ``<root>/images/<case>/IM-<series>-<NNNN>.dcm``, contours to
+    ``<root>/contours/<case folder>/contours-manual/IRCCI-expert/IM-0001-<NNNN>-{i,o}contour-manual.txt``
+    for the contoured images only; every other case's contour folder is zero-padded
+    (``SC-HF-I-01``) as in the real download. Cases are those of `SAX_SERIES` in order, then new
+    ones in the same style (``SC-HF-I-41`` ...) with series from 1000. Image ``k`` shows slice
+    ``(k-1) // 4`` (base to apex) at cardiac phase ``(k-1) % 4``. Pixel spacing (1.2-1.5 mm),
+    intensity scale, contrast, noise, heart position and size vary per case; every third case
+    stores values through a non-trivial RescaleSlope/RescaleIntercept.
+
+    Args:
+        root: folder to write to; its ``images``/``contours`` sub-folders must be absent, empty,
+            or written by an earlier call (they are then replaced).
+        num_cases: number of cases (1-500).
+        images_per_case: images per case.
+        contoured_per_case: how many of them have contours (chosen at random from the seed).
+        image_size: rows = columns of each image (at least 32).
+        seed: non-negative integer; the same seed gives the same pixels and contours.
+
+    Returns:
+        A `SyntheticSunnybrook` with the paths, cases and series table.
+
+    Raises:
+        ConfigError: an argument out of range.
+        DataError: `root` already holds image or contour folders that tfseg did not write.
+
+    Example:
+        >>> import tempfile
+        >>> ds = write_sunnybrook(tempfile.mkdtemp(), num_cases=1, images_per_case=2,
+        ...                       contoured_per_case=1, image_size=48)
+        >>> sorted(os.listdir(os.path.join(ds.image_dir, "SC-HF-I-1")))
+        ['IM-0004-0001.dcm', 'IM-0004-0002.dcm']
+    """
+    _check_args(num_cases, images_per_case, contoured_per_case, image_size, seed)
+    kwargs = dict(num_cases=int(num_cases), images_per_case=int(images_per_case),
+                  contoured_per_case=int(contoured_per_case), image_size=int(image_size), seed=int(seed))
+    root = os.path.abspath(os.fspath(root))
+    os.makedirs(root, exist_ok=True)
+    image_dir, contour_dir = os.path.join(root, "images"), os.path.join(root, "contours")
+    existing = [d for d in (image_dir, contour_dir) if os.path.isdir(d) and os.listdir(d)]
+    if existing:
+        if _read_marker(root) is None:
+            raise DataError(root, f"already holds {' and '.join(os.path.basename(d) + '/' for d in existing)} "
+                                  f"not written by tfseg (no {MARKER_NAME}); choose an empty folder")
+        for d in existing:
+            shutil.rmtree(d)
+    _write_marker(root, {"dataset": "sunnybrook", "version": _FORMAT_VERSION, "kwargs": kwargs, "complete": False})
+    started = time.perf_counter()
+    cases = synthetic_cases(num_cases)
+    grid = _Grid(int(image_size))
+    for index, (case_id, series) in enumerate(cases):
+        _write_case(index, case_id, series, _contour_folder_name(case_id, index), image_dir, contour_dir,
+                    int(images_per_case), int(contoured_per_case), grid, int(seed))
+    _write_marker(root, {"dataset": "sunnybrook", "version": _FORMAT_VERSION, "kwargs": kwargs, "complete": True})
+    logger.info("wrote synthetic Sunnybrook dataset to %s: %d cases x %d images (%d contoured) at %dx%d in %.1f s",
+                root, num_cases, images_per_case, contoured_per_case, image_size, image_size,
+                time.perf_counter() - started)
+    return _result(root, cases)
+
+
+def _is_complete(root, kwargs):
+    marker = _read_marker(root)
+    if not marker or marker.get("dataset") != "sunnybrook" or marker.get("version") != _FORMAT_VERSION \
+            or not marker.get("complete") or marker.get("kwargs") != kwargs:
+        return False
+    for case_id, series in synthetic_cases(kwargs["num_cases"]):
+        folder = os.path.join(root, "images", case_id)
+        if not os.path.isdir(folder) or len(os.listdir(folder)) != kwargs["images_per_case"]:
+            return False
+    return True
+
+
+def ensure_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case=20, image_size=256, seed=0):
+    """Make sure `root` holds the synthetic Sunnybrook dataset of these arguments; write it only if not.
+
+    The dataset is reused when ``<root>/tfseg_synthetic.json`` (written last, atomically) records
+    the same arguments and the image folders are complete; otherwise it is (re)written.
+
+    Args:
+        root: the dataset folder.
+        num_cases, images_per_case, contoured_per_case, image_size, seed: as in `write_sunnybrook`.
+
+    Returns:
+        A `SyntheticSunnybrook`, the same as `write_sunnybrook` returns.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> a = ensure_sunnybrook(root, num_cases=1, images_per_case=2, contoured_per_case=1, image_size=48)
+        >>> ensure_sunnybrook(root, num_cases=1, images_per_case=2, contoured_per_case=1, image_size=48) == a
+        True
+    """
+    _check_args(num_cases, images_per_case, contoured_per_case, image_size, seed)
+    kwargs = dict(num_cases=int(num_cases), images_per_case=int(images_per_case),
+                  contoured_per_case=int(contoured_per_case), image_size=int(image_size), seed=int(seed))
+    root = os.path.abspath(os.fspath(root))
+    if _is_complete(root, kwargs):
+        logger.info("reusing synthetic Sunnybrook dataset in %s", root)
+        return _result(root, synthetic_cases(num_cases))
+    return write_sunnybrook(root, **kwargs)

@@ -1,0 +1,1 @@
+"""Model export: SavedModel for TF Serving (ONNX and TensorRT to come)."""

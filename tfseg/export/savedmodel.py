@@ -1,0 +1,148 @@
+"""Export a segmentation model as a TensorFlow SavedModel for TF Serving.
+
+The exported `serving_default` signature takes raw float32 images of any batch size and any
+spatial size, applies the training preprocessing (per-image normalization, gray→RGB, resize to
+the training size or pad to the model's stride), runs the model, maps the probabilities back to
+the input's size, and returns named outputs:
+
+- `probabilities`: float32 `(B, H, W, num_classes)`;
+- `labels`: int32 `(B, H, W)`, the arg-max class (softmax models) or, for sigmoid models,
+  `(B, H, W, C)` of 0/1 per channel.
+
+The preprocessing settings and class names are also written as JSON next to the graph
+(`assets.extra/tfseg.json`), so a client can read them without tfseg. The directory is written
+atomically: a crash leaves either the previous export or none, never half of one.
+
+Example:
+    >>> import keras, tempfile, os
+    >>> inputs = keras.Input((None, None, 1))
+    >>> model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    >>> spec = ServingSpec(image_size=None, stride=1, in_channels=1, class_names=("bg", "lv"))
+    >>> path = export_savedmodel(model, os.path.join(tempfile.mkdtemp(), "saved_model"), spec)
+    >>> sorted(os.listdir(path))[:3]
+    ['assets', 'assets.extra', 'fingerprint.pb']
+"""
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tfseg.data.transforms.intensity import check_normalization, gray_to_rgb, normalize_intensity
+from tfseg.errors import ConfigError
+
+METADATA_FILE = os.path.join("assets.extra", "tfseg.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSpec:
+    """What the serving signature does around the model.
+
+    Attributes:
+        image_size: `(height, width)` the model was trained at: inputs are resized to it and the
+            probabilities resized back. None: inputs keep their size, padded to `stride`.
+        stride: the model's total downsampling; padded sizes are multiples of it.
+        in_channels: channels of the raw input (1 for MRI); repeated to the model's channels if needed.
+        normalization: per-image normalization applied first ("zscore", "minmax", "none").
+        activation: "softmax" (labels = arg-max) or "sigmoid" (labels = probability > 0.5 per channel).
+        class_names: names of the output channels, stored in the metadata.
+        extra: more JSON-serializable metadata (e.g. spacing, dataset, metrics).
+    """
+
+    image_size: tuple = None
+    stride: int = 32
+    in_channels: int = 1
+    normalization: str = "zscore"
+    activation: str = "softmax"
+    class_names: tuple = ()
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self):
+        return {**dataclasses.asdict(self), "signature": "serving_default",
+                "inputs": {"image": f"float32 (batch, height, width, {self.in_channels})"},
+                "outputs": {"probabilities": "float32 (batch, height, width, classes)",
+                            "labels": "int32 (batch, height, width)" if self.activation == "softmax"
+                            else "int32 (batch, height, width, classes)"}}
+
+
+def serving_function(model, spec):
+    """The `tf.function` body of the serving signature: raw images → {"probabilities", "labels"}."""
+    check_normalization(spec.normalization)
+    if spec.activation not in ("softmax", "sigmoid"):
+        raise ConfigError(f"activation must be 'softmax' or 'sigmoid', got {spec.activation!r}")
+    model_channels = model.input_shape[-1]
+
+    def serve(image):
+        height, width = tf.shape(image)[1], tf.shape(image)[2]
+        x = tf.map_fn(lambda one: normalize_intensity(one, spec.normalization), image)
+        if model_channels == 3 and spec.in_channels == 1:
+            x = gray_to_rgb(x)
+        if spec.image_size is not None:
+            x = tf.image.resize(x, spec.image_size, method="bilinear", antialias=True)
+            probabilities = model(x, training=False)
+            probabilities = tf.image.resize(probabilities, tf.stack([height, width]), method="bilinear")
+        else:
+            padded_h = (height + spec.stride - 1) // spec.stride * spec.stride
+            padded_w = (width + spec.stride - 1) // spec.stride * spec.stride
+            x = tf.pad(x, [[0, 0], [0, padded_h - height], [0, padded_w - width], [0, 0]])
+            probabilities = model(x, training=False)[:, :height, :width, :]
+        probabilities = tf.cast(probabilities, tf.float32)
+        if spec.activation == "softmax":
+            labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        else:
+            labels = tf.cast(probabilities > 0.5, tf.int32)
+        return {"probabilities": probabilities, "labels": labels}
+
+    return serve
+
+
+def export_savedmodel(model, path, spec):
+    """Write `model` with a preprocessing `serving_default` signature to `path` (atomically).
+
+    Args:
+        model: a Keras model mapping `(B, H, W, C)` images to per-class probabilities.
+        path: the SavedModel directory to create (replaced if it exists).
+        spec: a `ServingSpec`.
+
+    Returns:
+        `path`.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = tf.TensorSpec((None, None, None, spec.in_channels), tf.float32, name="image")
+    archive.add_endpoint(name="serving_default", fn=serving_function(model, spec), input_signature=[signature])
+    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    try:
+        archive.write_out(staging, verbose=False)
+        metadata_path = os.path.join(staging, METADATA_FILE)
+        os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
+        with open(metadata_path, "w") as stream:
+            json.dump(spec.to_json(), stream, indent=2, default=list)
+        _replace_directory(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def read_metadata(path):
+    """The preprocessing metadata stored beside an exported SavedModel (a dict)."""
+    with open(os.path.join(path, METADATA_FILE)) as stream:
+        return json.load(stream)
+
+
+def _replace_directory(new, target):
+    old = None
+    if os.path.exists(target):
+        old = tempfile.mkdtemp(prefix=".tmp-old-", dir=os.path.dirname(target))
+        os.rmdir(old)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,594 @@
+"""DICOM images in and out, as float32 numpy arrays with the geometry needed downstream.
+
+Reading goes through pydicom and its pixel data plugins, so every transfer syntax pydicom can
+decode with the installed plugins (pylibjpeg with libjpeg, openjpeg and rle; python-gdcm if
+present) is supported: uncompressed, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS,
+JPEG 2000 and HTJ2K. The values are exactly pydicom's:
+
+- grayscale: `pydicom.pixels.apply_modality_lut(ds.pixel_array, ds)` (a Modality LUT Sequence if
+  present, else RescaleSlope/RescaleIntercept when both are present, else the stored values),
+  as float32;
+- YBR colour: converted to RGB as `ds.pixel_array` does by default; PALETTE COLOR: mapped to RGB
+  through `pydicom.pixels.apply_color_lut`; RGB: as stored. Colour arrays end in an axis of 3;
+- MONOCHROME1 images are not inverted (that is a display step); `photometric_interpretation`
+  says which one a file uses.
+
+Files without the DICOM preamble (raw datasets, as some old scanners write) are read too, as
+long as they parse as a DICOM image or object; anything else, and every problem on the way (file
+missing, not DICOM, no pixel data, a transfer syntax no installed plugin decodes, truncated or
+corrupt pixel data), is a `DataError` naming the file and what to do.
+
+Example:
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "IM-0001-0001.dcm"
+    >>> stored = np.arange(12, dtype=np.int16).reshape(3, 4)
+    >>> _ = write_image(path, stored, pixel_spacing=(1.25, 1.25), rescale_slope=2.0,
+    ...                 rescale_intercept=-10.0)
+    >>> image = read_image(path)
+    >>> image.array[0]
+    array([-10.,  -8.,  -6.,  -4.], dtype=float32)
+    >>> image.pixel_spacing, image.modality
+    ((1.25, 1.25), 'MR')
+"""
+import dataclasses
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+from pydicom.valuerep import format_number_as_ds
+
+from tfseg.errors import ConfigError, DataError
+from tfseg.utils.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_STORAGE_BY_MODALITY = {"MR": MRImageStorage, "CT": CTImageStorage}
+_ALL_PLUGINS = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle"
+_GDCM = "pip install python-gdcm"
+
+
+@dataclasses.dataclass
+class DicomImage:
+    """One DICOM image (or its header only) with the metadata segmentation pipelines need.
+
+    Attributes:
+        array: float32 pixel values after the modality LUT/rescale: `(rows, cols)` for a
+            single-frame grayscale image, `(frames, rows, cols)` for a multi-frame one, with a
+            trailing axis of 3 for colour (RGB). None when only the header was read.
+        path: the file read.
+        pixel_spacing: `(row_mm, col_mm)`, the spacing between rows and between columns, or None.
+        slice_thickness: in mm, or None.
+        image_position: ImagePositionPatient `(x, y, z)` of the first pixel (of the first frame
+            for multi-frame files), or None.
+        image_orientation: ImageOrientationPatient, 6 direction cosines, or None.
+        rescale_slope: the slope applied (1.0 when no rescale was applied).
+        rescale_intercept: the intercept applied (0.0 when no rescale was applied).
+        modality: e.g. "MR", "CT", or None.
+        transfer_syntax_uid: the file's transfer syntax UID.
+        series_instance_uid: or None.
+        sop_instance_uid: or None.
+        instance_number: or None.
+        photometric_interpretation: as stored in the file (e.g. "MONOCHROME2", "YBR_FULL_422"),
+            or None. Colour arrays are RGB whatever this says.
+    """
+
+    array: np.ndarray | None
+    path: str
+    pixel_spacing: tuple[float, float] | None = None
+    slice_thickness: float | None = None
+    image_position: tuple[float, float, float] | None = None
+    image_orientation: tuple[float, ...] | None = None
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+    modality: str | None = None
+    transfer_syntax_uid: str = ""
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    instance_number: int | None = None
+    photometric_interpretation: str | None = None
+
+
+def read_image(path):
+    """Read a DICOM image as float32 values after the modality LUT/rescale, with its metadata.
+
+    Args:
+        path: a DICOM file holding pixel data (any transfer syntax pydicom and the installed
+            plugins decode).
+
+    Returns:
+        A `DicomImage` whose `array` is float32, `(rows, cols)`, `(frames, rows, cols)`, or with a
+        trailing RGB axis of 3 for colour images.
+
+    Raises:
+        DataError: the file is missing, not DICOM, holds no pixel data, uses a transfer syntax
+            no installed plugin can decode, or its pixel data are truncated or corrupt.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import pydicom
+        >>> image = read_image(Path(pydicom.__file__).parent / "data/test_files/CT_small.dcm")
+        >>> image.array.shape, image.array.dtype, image.rescale_intercept
+        ((128, 128), dtype('float32'), -1024.0)
+    """
+    ds = _read_dataset(path, stop_before_pixels=False)
+    header = _header(ds, path)
+    header.array = _decode(ds, path, header.transfer_syntax_uid)
+    return header
+
+
+def read_header(path):
+    """Read the metadata of a DICOM file without its pixel data (a cheap scan of a folder).
+
+    Args:
+        path: a DICOM file (image or not).
+
+    Returns:
+        A `DicomImage` with `array=None`.
+
+    Raises:
+        DataError: the file is missing or not DICOM.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import pydicom
+        >>> header = read_header(Path(pydicom.__file__).parent / "data/test_files/MR_small.dcm")
+        >>> header.array is None, header.modality, header.pixel_spacing
+        (True, 'MR', (0.3125, 0.3125))
+    """
+    ds = _read_dataset(path, stop_before_pixels=True)
+    return _header(ds, path)
+
+
+def write_image(path, array, pixel_spacing=(1.0, 1.0), rescale_slope=1.0, rescale_intercept=0.0,
+                modality="MR", patient_id="ANON", study_instance_uid=None,
+                series_instance_uid=None, series_number=1, instance_number=1,
+                image_position=(0.0, 0.0, 0.0), image_orientation=(1, 0, 0, 0, 1, 0),
+                slice_thickness=None, description=None):
+    """Write a single-frame 16-bit grayscale DICOM file, atomically.
+
+    The file is a standard Part 10 file (preamble, file meta, Explicit VR Little Endian),
+    MONOCHROME2 with BitsAllocated 16; PixelRepresentation follows the dtype (uint16 -> 0,
+    int16 -> 1). The SOP class is MR Image Storage for "MR", CT Image Storage for "CT" and
+    Secondary Capture Image Storage otherwise. It is written to a temporary file in the same
+    folder and renamed over `path`, so readers never see a half-written file. Reading it back
+    with `read_image` gives `array * rescale_slope + rescale_intercept` (computed in float64, as
+    float32). Slope, intercept, spacing and positions are stored as DICOM decimal strings of at
+    most 16 characters; a value that does not fit exactly is rounded and a warning is logged.
+
+    Pass the same `study_instance_uid` and `series_instance_uid` to every slice of one series
+    (new UIDs are generated when they are None). The Frame of Reference UID is derived from the
+    series UID, so the slices of a series share it.
+
+    Args:
+        path: the output file (missing parent folders are created).
+        array: 2D `(rows, cols)` array of dtype uint16 or int16 (stored values).
+        pixel_spacing: `(row_mm, col_mm)`.
+        rescale_slope, rescale_intercept: the linear map from stored values to output units.
+        modality: the Modality code, e.g. "MR" or "CT".
+        patient_id: PatientID (also used as PatientName).
+        study_instance_uid, series_instance_uid: UIDs, or None to generate new ones.
+        series_number, instance_number: integers.
+        image_position: ImagePositionPatient `(x, y, z)` in mm.
+        image_orientation: ImageOrientationPatient, 6 direction cosines.
+        slice_thickness: in mm, or None to leave it empty.
+        description: SeriesDescription, or None.
+
+    Returns:
+        The SOPInstanceUID of the new image (a str).
+
+    Raises:
+        ConfigError: an argument is invalid (the message names it).
+        DataError: the file cannot be written.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "slice.dcm"
+        >>> uid = write_image(path, np.zeros((4, 4), np.uint16), modality="CT",
+        ...                   rescale_intercept=-1024.0)
+        >>> float(read_image(path).array.max())
+        -1024.0
+    """
+    array = _check_array(array)
+    spacing = _check_floats("pixel_spacing", pixel_spacing, 2, positive=True)
+    slope = _check_floats("rescale_slope", [rescale_slope], 1)[0]
+    if slope == 0.0:
+        raise ConfigError("rescale_slope must not be 0")
+    intercept = _check_floats("rescale_intercept", [rescale_intercept], 1)[0]
+    position = _check_floats("image_position", image_position, 3)
+    orientation = _check_floats("image_orientation", image_orientation, 6)
+    thickness = None
+    if slice_thickness is not None:
+        thickness = _check_floats("slice_thickness", [slice_thickness], 1, positive=True)[0]
+    if not isinstance(modality, str) or not modality or len(modality) > 16:
+        raise ConfigError(f"modality must be a DICOM Modality code such as 'MR' or 'CT', "
+                          f"got {modality!r}")
+    modality = modality.upper()
+    series_number = _check_int("series_number", series_number)
+    instance_number = _check_int("instance_number", instance_number)
+    study_uid = _check_uid("study_instance_uid", study_instance_uid) or generate_uid()
+    series_uid = _check_uid("series_instance_uid", series_instance_uid) or generate_uid()
+    sop_uid = generate_uid()
+    sop_class = _STORAGE_BY_MODALITY.get(modality, SecondaryCaptureImageStorage)
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    # Patient and study (type 2 elements are present, possibly empty).
+    ds.PatientName = str(patient_id)
+    ds.PatientID = str(patient_id)
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate = ""
+    ds.StudyTime = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    # Series, frame of reference, equipment.
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    if description is not None:
+        ds.SeriesDescription = str(description)
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[series_uid, "frame-of-reference"])
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = ""
+    # Image and plane.
+    ds.InstanceNumber = instance_number
+    ds.PixelSpacing = [_ds_value("pixel_spacing", v) for v in spacing]
+    ds.ImagePositionPatient = [_ds_value("image_position", v) for v in position]
+    ds.ImageOrientationPatient = [_ds_value("image_orientation", v) for v in orientation]
+    ds.SliceThickness = "" if thickness is None else _ds_value("slice_thickness", thickness)
+    ds.RescaleIntercept = _ds_value("rescale_intercept", intercept)
+    ds.RescaleSlope = _ds_value("rescale_slope", slope)
+    if modality == "MR":
+        ds.ScanningSequence = "RM"  # research mode: the acquisition is not known here
+        ds.SequenceVariant = "NONE"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = ""
+        ds.EchoTime = ""
+        ds.EchoTrainLength = ""
+    elif modality == "CT":
+        ds.RescaleType = "HU"
+        ds.KVP = ""
+        ds.AcquisitionNumber = ""
+    else:
+        ds.ConversionType = "WSD"  # workstation
+    ds.set_pixel_data(array, photometric_interpretation="MONOCHROME2", bits_stored=16,
+                      generate_instance_uid=False)
+    _atomic_write(path, ds)
+    return str(sop_uid)
+
+
+def _read_dataset(path, stop_before_pixels):
+    """pydicom's dataset for `path`, or a DataError saying why there is none."""
+    where = Path(path)
+    if not where.exists():
+        raise DataError(path, "file not found")
+    if where.is_dir():
+        raise DataError(path, "is a folder, not a DICOM file")
+    try:
+        ds = pydicom.dcmread(where, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        ds = None  # no 'DICM' preamble: maybe a raw dataset, tried below
+    except PermissionError:
+        raise DataError(path, "permission denied") from None
+    except Exception as exc:  # pydicom raises many types on damaged files
+        raise DataError(path, f"damaged DICOM file, cannot be parsed ({_describe(exc)})") from None
+    if ds is not None:
+        if len(ds) == 0:
+            raise DataError(path, "no data element could be read: the file is truncated or damaged")
+        return ds
+    not_dicom = ("not a DICOM file (no 'DICM' marker at byte 128, and the content does not parse "
+                 "as a DICOM dataset)")
+    try:
+        ds = pydicom.dcmread(where, stop_before_pixels=stop_before_pixels, force=True)
+    except Exception:
+        raise DataError(path, not_dicom) from None
+    # A forced read accepts any bytes; keep it only when it holds what a DICOM object must.
+    if "SOPClassUID" not in ds and not ("Rows" in ds and "Columns" in ds):
+        raise DataError(path, not_dicom)
+    logger.debug("%s: no DICOM preamble, read as a raw dataset", path)
+    return ds
+
+
+def _transfer_syntax(ds):
+    """The dataset's transfer syntax; for a raw dataset without file meta, the one it was read in."""
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid:
+        return UID(uid)
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return None
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _decode(ds, path, syntax):
+    """The pixel array of `ds` as float32 (modality LUT/rescale or palette applied)."""
+    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+        raise DataError(path, _no_pixel_data_reason(ds))
+    if not syntax:
+        raise DataError(path, "no Transfer Syntax UID in the file meta, the pixel data cannot be "
+                              "interpreted")
+    syntax = UID(syntax)
+    if "PixelData" in ds:
+        reason = _missing_decoder_reason(syntax)
+        if reason:
+            raise DataError(path, reason)
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", ()):
+        # A raw dataset: tell pydicom the encoding it was read with.
+        if not hasattr(ds, "file_meta"):
+            ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # decoders raise many types on damaged data
+        raise DataError(path, _pixel_failure_reason(syntax, exc)) from None
+    try:
+        if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
+            values = apply_color_lut(pixels, ds)
+        elif ds.get("SamplesPerPixel", 1) == 1:
+            values = apply_modality_lut(pixels, ds)
+        else:
+            values = pixels
+    except Exception as exc:
+        raise DataError(path, f"cannot apply the modality/palette lookup table ({_describe(exc)})"
+                        ) from None
+    return np.asarray(values, dtype=np.float32)
+
+
+def _missing_decoder_reason(syntax):
+    """Why pixel data in `syntax` cannot be decoded here (what to install), or "" if they can."""
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return (f"transfer syntax {_syntax_name(syntax)} has no pixel data decoder in pydicom; "
+                f"convert the file to an uncompressed transfer syntax first (e.g. `gdcmconv --raw "
+                f"in.dcm out.dcm` or dcmtk's `dcmdjpeg`/`dcmdjp2k`)")
+    if decoder.is_available:
+        return ""
+    missing = "; ".join(decoder.missing_dependencies) or "no plugin installed"
+    return (f"transfer syntax {_syntax_name(syntax)} needs a decoder plugin that is not installed "
+            f"({missing}); install one with `{_install_hint(syntax)}`")
+
+
+def _install_hint(syntax):
+    """The pip command that brings a decoder for `syntax`."""
+    name = syntax.name.upper()
+    if "2000" in name or "HTJ2K" in name or "HIGH-THROUGHPUT" in name:
+        return f"pip install pylibjpeg pylibjpeg-openjpeg` or `{_GDCM}"
+    if "JPEG" in name:
+        return f"pip install pylibjpeg pylibjpeg-libjpeg` or `{_GDCM}"
+    if "RLE" in name:
+        return "pip install pylibjpeg pylibjpeg-rle"
+    return f"{_ALL_PLUGINS}` or `{_GDCM}"
+
+
+def _pixel_failure_reason(syntax, exc):
+    """A user-facing reason for a failure of `ds.pixel_array`."""
+    text = _describe(exc)
+    if "less than expected" in text or "truncat" in text.lower():
+        return f"pixel data are truncated or the image size elements are wrong ({text})"
+    if syntax.is_compressed:
+        return (f"the {_syntax_name(syntax)} pixel data could not be decoded: the data may be "
+                f"corrupt or need another decoder (try `{_GDCM}`) ({text})")
+    return f"pixel data could not be read ({text})"
+
+
+def _header(ds, path):
+    """The metadata fields of a DicomImage from a dataset (array left None)."""
+    syntax = _transfer_syntax(ds)
+    slope, intercept = 1.0, 0.0
+    grayscale = (_number(ds, "SamplesPerPixel", path, int) in (None, 1)
+                 and _text(ds, "PhotometricInterpretation") != "PALETTE COLOR")
+    # The values read_image applies: rescale only for grayscale without a Modality LUT Sequence.
+    if (grayscale and "RescaleSlope" in ds and "RescaleIntercept" in ds
+            and not _first_item(ds, "ModalityLUTSequence")):
+        slope = _number(ds, "RescaleSlope", path, float)
+        intercept = _number(ds, "RescaleIntercept", path, float)
+        if slope is None or intercept is None:
+            slope, intercept = 1.0, 0.0
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    first_frame = _first_item(ds, "PerFrameFunctionalGroupsSequence")
+    measures = _first_item(shared, "PixelMeasuresSequence")
+    plane = _first_item(shared, "PlaneOrientationSequence")
+    position = _first_item(first_frame, "PlanePositionSequence")
+    return DicomImage(
+        array=None,
+        path=str(path),
+        pixel_spacing=_floats(ds, "PixelSpacing", 2, path, fallback=measures),
+        slice_thickness=_number(ds, "SliceThickness", path, float, fallback=measures),
+        image_position=_floats(ds, "ImagePositionPatient", 3, path, fallback=position),
+        image_orientation=_floats(ds, "ImageOrientationPatient", 6, path, fallback=plane),
+        rescale_slope=slope,
+        rescale_intercept=intercept,
+        modality=_text(ds, "Modality"),
+        transfer_syntax_uid=str(syntax) if syntax else "",
+        series_instance_uid=_text(ds, "SeriesInstanceUID"),
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        instance_number=_number(ds, "InstanceNumber", path, int),
+        photometric_interpretation=_text(ds, "PhotometricInterpretation"),
+    )
+
+
+def _first_item(ds, keyword):
+    """The first item of a sequence element, or None."""
+    if ds is None:
+        return None
+    try:
+        items = ds.get(keyword)
+        return items[0] if items else None
+    except Exception:  # a malformed sequence is only metadata we do without
+        return None
+
+
+def _value(ds, keyword, fallback):
+    """The value of `keyword` in `ds`, else in `fallback`, else None (empty counts as missing)."""
+    for source in (ds, fallback):
+        if source is not None and keyword in source:
+            value = source[keyword].value
+            if value not in (None, "", b""):
+                return value
+    return None
+
+
+def _number(ds, keyword, path, kind, fallback=None):
+    """One number (int or float) or None; a malformed value is logged and read as None."""
+    try:
+        value = _value(ds, keyword, fallback)
+        if value is None:
+            return None
+        number = kind(value)
+        if kind is float and not math.isfinite(number):
+            raise ValueError(f"{number} is not finite")
+        return number
+    except Exception as exc:
+        logger.warning("%s: ignoring malformed %s (%s)", path, keyword, _describe(exc))
+        return None
+
+
+def _floats(ds, keyword, count, path, fallback=None):
+    """A tuple of `count` floats, or None; a malformed value is logged and read as None."""
+    try:
+        value = _value(ds, keyword, fallback)
+        if value is None:
+            return None
+        single = isinstance(value, (str, bytes)) or not hasattr(value, "__len__")
+        items = [value] if single else value
+        numbers = tuple(float(v) for v in items)
+        if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"expected {count} finite numbers, got {list(numbers)}")
+        return numbers
+    except Exception as exc:
+        logger.warning("%s: ignoring malformed %s (%s)", path, keyword, _describe(exc))
+        return None
+
+
+def _text(ds, keyword):
+    """A text element as str, or None when absent or empty."""
+    try:
+        value = ds.get(keyword)
+    except Exception:
+        return None
+    if value in (None, ""):
+        return None
+    return str(value).strip() or None
+
+
+def _no_pixel_data_reason(ds):
+    """Why a dataset without pixel data is not an image, in words: its SOP class and modality."""
+    meta = getattr(ds, "file_meta", None) or {}
+    sop_class = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+    name = UID(sop_class).name if sop_class else "unknown SOP class"
+    modality = _text(ds, "Modality")
+    if "Image" in name:
+        return (f"no pixel data: this {name} file has no Pixel Data element (a header-only file, "
+                f"or one truncated before its pixel data)")
+    kind = f"{modality} object" if modality else "DICOM object"
+    return f"no pixel data: this is a {kind} ({name}), not an image"
+
+
+def _syntax_name(syntax):
+    """'Name (uid)' for a transfer syntax, or just the UID when pydicom does not know it."""
+    return f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else str(syntax)
+
+
+def _describe(exc):
+    """An exception's type and message on one line (pydicom lists each plugin's failure on its
+    own line; those are kept), for error reasons."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = "; ".join(lines)
+    if len(text) > 400:
+        text = text[:397] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_array(array):
+    """The pixel array for write_image: 2D uint16 or int16, else ConfigError."""
+    array = np.asarray(array)
+    if array.ndim != 2 or array.size == 0:
+        raise ConfigError(f"array must be a non-empty 2D (rows, cols) image, "
+                          f"got shape {array.shape}")
+    if array.dtype.kind not in "ui" or array.dtype.itemsize != 2:
+        raise ConfigError(f"array must have dtype uint16 or int16 (stored values), got "
+                          f"{array.dtype}; convert it first, e.g. np.round(x).astype(np.int16)")
+    if max(array.shape) > 65535:
+        raise ConfigError(f"array of shape {array.shape} is too large for DICOM (65535 at most)")
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+
+
+def _check_floats(name, values, count, positive=False):
+    """`values` as a list of `count` finite floats (positive if asked), else ConfigError."""
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {count} number(s), got {values!r}") from None
+    if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+        raise ConfigError(f"{name} must be {count} finite number(s), got {values!r}")
+    if positive and not all(v > 0 for v in numbers):
+        raise ConfigError(f"{name} must be positive, got {values!r}")
+    return numbers
+
+
+def _check_int(name, value):
+    """An int for an IS element, else ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if not -2**31 <= int(value) < 2**31:
+        raise ConfigError(f"{name} must fit in 32 bits, got {value!r}")
+    return int(value)
+
+
+def _check_uid(name, value):
+    """A valid UID string, None, or ConfigError."""
+    if value is None:
+        return None
+    uid = UID(str(value))
+    if not uid.is_valid:
+        raise ConfigError(f"{name} is not a valid DICOM UID (digits and dots, at most 64 "
+                          f"characters): {value!r}")
+    return uid
+
+
+def _ds_value(name, value):
+    """`value` as a DICOM decimal string (16 characters at most), warning when it is rounded."""
+    text = format_number_as_ds(float(value))
+    if float(text) != float(value):
+        logger.warning("%s %r does not fit a 16-character DICOM decimal string; stored as %s",
+                       name, value, text)
+    return text
+
+
+def _atomic_write(path, ds):
+    """Write `ds` as a DICOM file to `path` atomically (temporary file beside it, fsync, rename)."""
+    try:
+        with atomic_path(path) as tmp:
+            pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
+    except OSError as exc:
+        raise DataError(path, f"cannot write: {exc.strerror or exc}") from None

@@ -1,0 +1,34 @@
+"""tfseg.training: the training loop, checkpoints and callbacks.
+
+The names below are imported on first use, so `import tfseg.training.config` stays light.
+
+- `Trainer`, `NonFiniteLossError`, `set_seed`, `is_chief` (trainer.py): the distribution-ready loop;
+- `CheckpointManager` (checkpoint.py): resumable epoch checkpoints;
+- `EpochCheckpoint`, `TensorBoardLogger`, `default_callbacks`, `current_learning_rate` (callbacks.py).
+"""
+import importlib
+
+_EXPORTS = {
+    "Trainer": "trainer",
+    "NonFiniteLossError": "trainer",
+    "set_seed": "trainer",
+    "is_chief": "trainer",
+    "CheckpointManager": "checkpoint",
+    "EpochCheckpoint": "callbacks",
+    "TensorBoardLogger": "callbacks",
+    "default_callbacks": "callbacks",
+    "current_learning_rate": "callbacks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfseg.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tfseg.training.{module}"), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,420 @@
+"""Cardiac left-ventricle segmentation on Sunnybrook (workflow W1), step by step.
+
+Each step is a small function so a recipe (or a notebook) reads top to bottom:
+
+    config = SunnybrookConfig()                   # or load_config("cfg.json", SunnybrookConfig)
+    split = find_data(config)                     # records by case, train/val split by patient
+    train_ds, val_ds, val = make_datasets(config, split)
+    model = build(config)
+    history, seconds = train(config, model, train_ds, val_ds)
+    metrics = evaluate(config, model, val, split, seconds)
+    export(config, model, metrics)
+
+`run(config)` chains them. With no `image_dir`/`contour_dir`, a synthetic Sunnybrook-layout
+dataset (real 16-bit DICOM and contour text files) is written first and used.
+
+Example:
+    >>> config = SunnybrookConfig()
+    >>> config.model.name, config.data.image_size
+    ('fcn8s', 128)
+"""
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import numpy as np
+
+from tfseg.training.config import choice, to_dict
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAMES = ("background", "left_ventricle")
+
+
+@dataclasses.dataclass
+class DataSection:
+    """Where the data is and how it is prepared.
+
+    Attributes:
+        image_dir: root of the DICOM case folders; None uses the synthetic dataset.
+        contour_dir: root of the contour case folders; None uses the synthetic dataset.
+        contour: which contour is the target: "icontour" (endocardium) or "ocontour" (epicardium).
+        series: case → SAX series overrides of the published table, e.g. {"SC-N-2": "0898"}.
+        synthetic_dir: where the synthetic dataset is written (default: `<output_dir>/synthetic_data`).
+        synthetic_cases: cases in the synthetic dataset (at most 15 named like the real ones).
+        image_size: side of the square the images are resized to for training.
+        channels: 1 (grayscale) or 3 (gray→RGB, needed by ImageNet weights).
+        normalization: per-image "zscore", "minmax" or "none".
+        val_fraction: fraction of cases (patients) held out for validation.
+        on_error: "skip" or "raise" for a bad file.
+        augment: random flips and rotations during training.
+        max_degrees: rotation range of the augmentation.
+        workers: DICOM decode threads (default: cores).
+    """
+
+    image_dir: str | None = None
+    contour_dir: str | None = None
+    contour: str = choice("icontour", ("icontour", "ocontour"))
+    series: dict | None = None
+    synthetic_dir: str | None = None
+    synthetic_cases: int = 15
+    image_size: int = 128
+    channels: int = choice(1, (1, 3))
+    normalization: str = choice("zscore", ("zscore", "minmax", "none"))
+    val_fraction: float = 0.2
+    on_error: str = choice("skip", ("skip", "raise"))
+    augment: bool = True
+    max_degrees: float = 10.0
+    workers: int | None = None
+
+
+@dataclasses.dataclass
+class ModelSection:
+    """Which model: a registered builder name, its weights and extra builder arguments."""
+
+    name: str = "fcn8s"
+    weights: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrainSection:
+    """Optimization settings (Adam, as in the DIGITS lab; cosine or polynomial decay)."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    lr_schedule: str = choice("cosine", ("constant", "cosine", "poly"))
+    loss: str = choice("dice_ce", ("dice", "dice_ce", "ce"))
+    seed: int = 0
+    verbose: int = 1
+
+
+@dataclasses.dataclass
+class SunnybrookConfig:
+    """The whole Sunnybrook run; every field has a default, so `{}` is a valid JSON config."""
+
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    output_dir: str = "runs/sunnybrook"
+    resume: bool = False
+
+
+@dataclasses.dataclass
+class DataSplit:
+    """Records split by case, and the problems met while finding them."""
+
+    train: list
+    val: list
+    problems: object
+    synthetic: bool
+
+
+def find_data(config):
+    """Locate image/contour pairs (writing the synthetic dataset if no folders are given) and split by case."""
+    from tfseg.datasets import splits, sunnybrook, synthetic
+    from tfseg.datasets.problems import ProblemLog
+
+    data = config.data
+    use_synthetic = data.image_dir is None and data.contour_dir is None
+    if use_synthetic:
+        root = data.synthetic_dir or os.path.join(config.output_dir, "synthetic_data")
+        written = synthetic.ensure_sunnybrook(root, num_cases=data.synthetic_cases, seed=config.train.seed)
+        image_dir, contour_dir, known_series = written.image_dir, written.contour_dir, written.series
+        logger.info("using the synthetic Sunnybrook-layout dataset in %s", root)
+    else:
+        if data.image_dir is None or data.contour_dir is None:
+            from tfseg.errors import ConfigError
+
+            raise ConfigError("give both image_dir and contour_dir, or neither for the synthetic dataset")
+        image_dir, contour_dir, known_series = data.image_dir, data.contour_dir, sunnybrook.SAX_SERIES
+    problems = ProblemLog(data.on_error)
+    series = {**known_series, **(data.series or {})}
+    records = sunnybrook.find_sunnybrook(image_dir, contour_dir, contour=data.contour, series=series,
+                                         on_error=data.on_error, problems=problems)
+    split = splits.split_by_patient(records, val_fraction=data.val_fraction, seed=config.train.seed)
+    logger.info("%d images from %d cases: %d train, %d val", len(records),
+                len({r.case for r in records}), len(split.train), len(split.val))
+    return DataSplit(split.train, split.val, problems, use_synthetic)
+
+
+def make_datasets(config, split):
+    """Decode the records once and build the training and validation tf.data pipelines.
+
+    Returns:
+        `(train_dataset, val_dataset, val_samples)`, where `val_samples` holds the decoded
+        validation images and masks at their original size for the final evaluation.
+    """
+    from tfseg.data.loading import load_samples
+    from tfseg.data.pipeline import Augmentation2D, segmentation_dataset
+    from tfseg.datasets.sunnybrook import load_sample
+
+    data = config.data
+    size = (data.image_size, data.image_size)
+    train = load_samples(split.train, load_sample, on_error=data.on_error, workers=data.workers)
+    val = load_samples(split.val, load_sample, on_error=data.on_error, workers=data.workers)
+    split.problems.extend(train.problems)
+    split.problems.extend(val.problems)
+    augmentation = Augmentation2D(max_degrees=data.max_degrees) if data.augment else Augmentation2D(0.0, False, 0.0)
+    common = dict(image_size=size, batch_size=config.train.batch_size, normalization=data.normalization,
+                  channels=data.channels, seed=config.train.seed)
+    train_ds = segmentation_dataset(train.images, train.masks, training=True, augmentation=augmentation, **common)
+    val_ds = segmentation_dataset(val.images, val.masks, training=False, **common)
+    return train_ds, val_ds, val
+
+
+def build(config, strategy=None):
+    """Build the configured model (under `strategy.scope()` when one is given)."""
+    import contextlib
+
+    from tfseg.models import build_model
+
+    data = config.data
+    spec = {"name": config.model.name, "input_shape": (data.image_size, data.image_size, data.channels),
+            "num_classes": len(CLASS_NAMES), "weights": config.model.weights, **config.model.options}
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        return build_model(spec)
+
+
+def make_loss(name):
+    """The training loss by config name: soft Dice, Dice + cross-entropy, or cross-entropy alone."""
+    import keras
+
+    from tfseg.losses import DiceCrossEntropyLoss, DiceLoss
+
+    if name == "dice":
+        return DiceLoss(mode="softmax")
+    if name == "dice_ce":
+        return DiceCrossEntropyLoss(mode="softmax")
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def make_metrics():
+    """Foreground Dice and IoU (dataset-level) and pixel accuracy: together they show class imbalance."""
+    from tfseg.metrics import DiceScore, IoUScore, PixelAccuracy
+
+    return [DiceScore(num_classes=2, class_id=1, name="dice"), IoUScore(num_classes=2, class_id=1, name="iou"),
+            PixelAccuracy(name="pixel_accuracy")]
+
+
+def make_optimizer(train, steps_per_epoch):
+    """Adam with the configured learning-rate schedule over the whole run."""
+    import keras
+
+    total = max(1, train.epochs * steps_per_epoch)
+    if train.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(train.learning_rate, total, alpha=0.05)
+    elif train.lr_schedule == "poly":
+        rate = keras.optimizers.schedules.PolynomialDecay(train.learning_rate, total, train.learning_rate * 0.01,
+                                                          power=0.9)
+    else:
+        rate = train.learning_rate
+    return keras.optimizers.Adam(rate)
+
+
+def train(config, model, train_ds, val_ds, strategy=None):
+    """Train with the tfseg trainer: checkpoints every epoch, CSV/TensorBoard logs, resume.
+
+    Returns:
+        `(history, train_seconds)`.
+    """
+    from tfseg.training import Trainer, default_callbacks, set_seed
+
+    set_seed(config.train.seed)
+    steps = int(train_ds.cardinality())
+    optimizer = make_optimizer(config.train, steps)
+    trainer = Trainer(model, make_loss(config.train.loss), optimizer, metrics=make_metrics(), strategy=strategy)
+    callbacks = default_callbacks(config.output_dir, monitor="val_dice", mode="max")
+    start = time.perf_counter()
+    history = trainer.fit(train_ds, epochs=config.train.epochs, validation_data=val_ds, callbacks=callbacks,
+                          checkpoint_dir=os.path.join(config.output_dir, "checkpoints"), resume=config.resume,
+                          verbose=config.train.verbose)
+    return history, time.perf_counter() - start
+
+
+def evaluate(config, model, val_samples, split=None, train_seconds=None):
+    """Validation metrics at the original image size, next to those of an all-background model.
+
+    The images go through the same function as the exported serving signature (normalize,
+    resize to the training size, predict, resize back), so these are the figures a served model
+    gets. The all-background figures are the class-imbalance lesson of the DIGITS lab: a model
+    that predicts nothing scores a high pixel accuracy and a Dice of zero.
+
+    Returns:
+        The dict written to `metrics.json`.
+    """
+    from tfseg.metrics import segmentation_scores
+
+    serve = _serving(config, model)
+    truth, predicted = [], []
+    for image, mask in zip(val_samples.images, val_samples.masks):
+        labels = serve(np.asarray(image, np.float32)[None, ..., None])["labels"][0]
+        truth.append(np.asarray(mask).ravel())
+        predicted.append(np.asarray(labels).ravel())
+    truth = np.concatenate(truth)
+    predicted = np.concatenate(predicted)
+    native = segmentation_scores(predicted, truth, num_classes=2)
+    lazy = segmentation_scores(np.zeros_like(truth), truth, num_classes=2)
+    metrics = {
+        "val_dice": float(native["dice"][1]),
+        "val_iou": float(native["iou"][1]),
+        "val_pixel_accuracy": float(np.mean(predicted == truth)),
+        "val_precision": float(native["precision"][1]),
+        "val_recall": float(native["recall"][1]),
+        "val_images": len(val_samples),
+        "val_cases": len({r.case for r in val_samples.records}),
+        "foreground_fraction": float(np.mean(truth == 1)),
+        "all_background_pixel_accuracy": float(np.mean(truth == 0)),
+        "all_background_dice": float(lazy["dice"][1]),
+        "epochs": config.train.epochs,
+        "model": config.model.name,
+        "params": int(model.count_params()),
+    }
+    if train_seconds is not None:
+        metrics["train_seconds"] = round(float(train_seconds), 1)
+    if split is not None:
+        metrics.update(train_images=len(split.train), skipped_records=len(split.problems),
+                       synthetic_data=split.synthetic)
+    return metrics
+
+
+def serving_spec(config, metrics=None):
+    """The `ServingSpec` that reproduces this run's preprocessing around the model."""
+    from tfseg.export.savedmodel import ServingSpec
+
+    data = config.data
+    return ServingSpec(image_size=(data.image_size, data.image_size), stride=32, in_channels=1,
+                       normalization=data.normalization, activation="softmax", class_names=CLASS_NAMES,
+                       extra={"workflow": "sunnybrook", "contour": data.contour, "model": config.model.name,
+                              "metrics": metrics or {}})
+
+
+def export(config, model, metrics):
+    """Write `model.keras`, the SavedModel (`saved_model/`) and `metrics.json` into the output directory."""
+    from tfseg.export.savedmodel import export_savedmodel
+    from tfseg.utils.atomic import atomic_save_model, atomic_write_json
+
+    os.makedirs(config.output_dir, exist_ok=True)
+    atomic_save_model(model, os.path.join(config.output_dir, "model.keras"))
+    export_savedmodel(model, os.path.join(config.output_dir, "saved_model"), serving_spec(config, metrics))
+    atomic_write_json(os.path.join(config.output_dir, "metrics.json"), metrics)
+    atomic_write_json(os.path.join(config.output_dir, "config.json"), to_dict(config))
+
+
+def run(config):
+    """All steps, in order; returns the metrics dict written to `metrics.json`."""
+    split = find_data(config)
+    train_ds, val_ds, val_samples = make_datasets(config, split)
+    model = build(config)
+    history, seconds = train(config, model, train_ds, val_ds)
+    metrics = evaluate(config, model, val_samples, split, seconds)
+    export(config, model, metrics)
+    return metrics
+
+
+def summary_table(metrics):
+    """A short text table of the headline figures, with the class-imbalance comparison."""
+    rows = [
+        ("model", metrics.get("model", "")),
+        ("validation images / cases", f"{metrics['val_images']} / {metrics['val_cases']}"),
+        ("LV fraction of pixels", f"{100 * metrics['foreground_fraction']:.2f}%"),
+        ("Dice (LV)", f"{metrics['val_dice']:.4f}"),
+        ("IoU (LV)", f"{metrics['val_iou']:.4f}"),
+        ("pixel accuracy", f"{100 * metrics['val_pixel_accuracy']:.2f}%"),
+        ("all-background model: pixel accuracy", f"{100 * metrics['all_background_pixel_accuracy']:.2f}%"),
+        ("all-background model: Dice (LV)", f"{metrics['all_background_dice']:.4f}"),
+        ("epochs / train time", f"{metrics['epochs']} / {metrics['train_seconds']:.0f} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    lines.append("Pixel accuracy stays high even for a model that predicts no LV at all; Dice does not.")
+    return "\n".join(lines)
+
+
+def _serving(config, model):
+    import tensorflow as tf
+
+    from tfseg.export.savedmodel import serving_function
+
+    fn = tf.function(serving_function(model, serving_spec(config)))
+    return lambda image: {k: v.numpy() for k, v in fn(tf.constant(image)).items()}
+
+
+def add_arguments(parser, defaults):
+    """The recipe's command-line flags; each one overrides the matching config field."""
+    data, train = defaults.data, defaults.train
+    parser.add_argument("--config", help="JSON config file (fields as in SunnybrookConfig); flags override it")
+    parser.add_argument("--image-dir", help="root of the DICOM case folders (default: synthetic data)")
+    parser.add_argument("--contour-dir", help="root of the contour case folders (default: synthetic data)")
+    parser.add_argument("--contour", choices=("icontour", "ocontour"), help=f"target contour ({data.contour})")
+    parser.add_argument("--epochs", type=int, help=f"training epochs ({train.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"images per batch ({train.batch_size})")
+    parser.add_argument("--learning-rate", type=float, help=f"Adam learning rate ({train.learning_rate})")
+    parser.add_argument("--image-size", type=int, help=f"training image side, a multiple of 32 ({data.image_size})")
+    parser.add_argument("--weights", help="'imagenet' or a weights file to start from (default: none)")
+    parser.add_argument("--output-dir", help=f"where checkpoints, logs and exports go ({defaults.output_dir})")
+    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
+    parser.add_argument("--seed", type=int, help=f"seed for the split, shuffling and augmentation ({train.seed})")
+    parser.add_argument("--on-error", choices=("skip", "raise"), help=f"a bad file: skip it or stop ({data.on_error})")
+    parser.add_argument("--synthetic-cases", type=int, help=f"cases in the synthetic dataset ({data.synthetic_cases})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args, defaults):
+    """Start from `defaults` (or the `--config` file), then apply the flags that were given."""
+    from tfseg.training.config import load_config, override
+
+    config = load_config(args.config, SunnybrookConfig) if args.config else defaults
+    updates = {
+        "data.image_dir": args.image_dir, "data.contour_dir": args.contour_dir, "data.contour": args.contour,
+        "data.image_size": args.image_size, "data.on_error": args.on_error,
+        "data.synthetic_cases": args.synthetic_cases, "train.epochs": args.epochs,
+        "train.batch_size": args.batch_size, "train.learning_rate": args.learning_rate, "train.seed": args.seed,
+        "model.weights": args.weights, "output_dir": args.output_dir, "resume": args.resume,
+        "train.verbose": 0 if args.quiet else None,
+    }
+    config = override(config, updates)
+    if config.model.weights == "imagenet" and config.data.channels == 1:
+        config = override(config, {"data.channels": 3})
+    return config
+
+
+def recipe_main(argv, defaults, paper, description):
+    """Command-line entry of the Sunnybrook recipes: flags → config → `run` → summary table.
+
+    Args:
+        argv: command-line arguments (None: `sys.argv[1:]`).
+        defaults: the recipe's `SunnybrookConfig` (sized for a CPU).
+        paper: dotted-path overrides selected by `--paper` (the published sizes, for a GPU).
+        description: the recipe's help text.
+
+    Returns:
+        The process exit code: 0, or 2 after printing a tfseg error (bad file, bad config).
+    """
+    import argparse
+    import sys
+
+    from tfseg.errors import TfsegError
+    from tfseg.training.config import override
+
+    parser = add_arguments(argparse.ArgumentParser(description=description,
+                                                   formatter_class=argparse.RawDescriptionHelpFormatter), defaults)
+    parser.add_argument("--paper", action="store_true", help="the published model sizes (for a GPU)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args, override(defaults, paper) if args.paper else defaults)
+        metrics = run(config)
+    except TfsegError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary_table(metrics))
+    if metrics.get("skipped_records"):
+        print(f"{metrics['skipped_records']} record(s) skipped: see the warnings above")
+    print(f"outputs in {os.path.abspath(config.output_dir)}")
+    return 0
