@@ -7,7 +7,7 @@ Measures, on a synthetic Sunnybrook-layout dataset (real 16-bit DICOM + contour 
 1. raw decode floor: `pydicom.dcmread(f).pixel_array` for every contoured image, one thread;
 2. tfseg decode stage: DICOM read + rescale + contour rasterization (`load_samples`, all cores);
 3. tf.data pipeline, first epoch (normalize, resize, cache fill) and later epochs (from cache,
-   shuffled, flipped and rotated), batches of 8 at the recipe's 128x128;
+   shuffled, flipped and rotated), batches of 8 at the recipe's 256x256;
 4. the CPU FCN-8s recipe model's training speed (one step = forward + backward + Adam), to show
    how far the pipeline is from being the bottleneck.
 """
@@ -28,7 +28,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=15)
     parser.add_argument("--images-per-case", type=int, default=20)
-    parser.add_argument("--image-size", type=int, default=128, help="training size the pipeline resizes to")
+    parser.add_argument("--image-size", type=int, default=256, help="training size the pipeline resizes to")
     parser.add_argument("--epochs", type=int, default=3, help="cached epochs to time")
     parser.add_argument("--train-steps", type=int, default=5, help="model steps to time (0 to skip)")
     parser.add_argument("--json", help="write the figures to this file")

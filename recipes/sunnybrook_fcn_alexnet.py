@@ -23,12 +23,10 @@ CPU_DEFAULTS = sb.SunnybrookConfig(
     train=sb.TrainSection(epochs=20, batch_size=8, learning_rate=1e-3, loss="dice_ce"),
     output_dir="runs/sunnybrook_fcn_alexnet",
 )
-PAPER = {"model.options": {"width": 1.0, "fc_units": 4096, "dropout": 0.5}, "data.image_size": 256,
-         "train.batch_size": 1, "train.learning_rate": 1e-4, "train.epochs": 20}
 
 
 def main(argv=None):
-    return sb.recipe_main(argv, CPU_DEFAULTS, PAPER, __doc__)
+    return sb.recipe_main(argv, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,15 @@ def _output(x, output_activation):
     return layers.Activation("sigmoid", dtype="float32", name="probabilities")(x)
 
 
+def _classifier_head(x, fc_units, fc6_kernel, dropout, num_classes):
+    """The convolutionalized classifier: fc6 (k x k) and fc7 (1x1) with dropout, then zero-initialized class scores."""
+    x = conv(2, fc_units, fc6_kernel, activation="relu", name="fc6")(x)
+    x = layers.Dropout(dropout, name="drop6")(x)
+    x = conv(2, fc_units, 1, activation="relu", name="fc7")(x)
+    x = layers.Dropout(dropout, name="drop7")(x)
+    return conv(2, num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
+
+
 @register_model("fcn8s")
 def fcn8s(input_shape=(256, 256, 3), num_classes=2, weights=None, fc_units=4096, width=1.0, dropout=0.5,
           scale_skips=False, output_activation="softmax", name="fcn8s"):
@@ -139,11 +148,7 @@ def fcn8s(input_shape=(256, 256, 3), num_classes=2, weights=None, fc_units=4096,
         pools.append(x)
     pool3, pool4 = pools[2], pools[3]
 
-    x = conv(2, fc_units, 7, activation="relu", name="fc6")(x)
-    x = layers.Dropout(dropout, name="drop6")(x)
-    x = conv(2, fc_units, 1, activation="relu", name="fc7")(x)
-    x = layers.Dropout(dropout, name="drop7")(x)
-    x = conv(2, num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
+    x = _classifier_head(x, fc_units, 7, dropout, num_classes)
     x = conv_transpose(2, num_classes, 4, 2, name="upscore2")(x)
 
     if scale_skips:
@@ -224,11 +229,7 @@ def fcn_alexnet(input_shape=(256, 256, 3), num_classes=2, weights=None, fc_units
             x = LocalResponseNormalization(depth_radius=2, bias=1.0, alpha=1e-4, beta=0.75, name=f"norm{index}")(x)
             x = max_pool(2, 3, 2, name=f"pool{index}")(x)
     x = max_pool(2, 3, 2, name="pool5")(x)
-    x = conv(2, fc_units, 6, activation="relu", name="fc6")(x)
-    x = layers.Dropout(dropout, name="drop6")(x)
-    x = conv(2, fc_units, 1, activation="relu", name="fc7")(x)
-    x = layers.Dropout(dropout, name="drop7")(x)
-    x = conv(2, num_classes, 1, kernel_initializer="zeros", name="score_fr")(x)
+    x = _classifier_head(x, fc_units, 6, dropout, num_classes)
     x = conv_transpose(2, num_classes, 64, 32, name="upscore")(x)
     model = keras.Model(inputs, _output(x, output_activation), name=name)
 

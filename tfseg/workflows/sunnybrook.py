@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("background", "left_ventricle")
 
+#: `--paper`: the published sizes (full-width network, 4096-wide fc6/fc7, 256x256, batch 1, Adam 1e-4).
+PAPER_SIZES = {"model.options": {"width": 1.0, "fc_units": 4096, "dropout": 0.5}, "data.image_size": 256,
+               "train.batch_size": 1, "train.learning_rate": 1e-4, "train.epochs": 20}
+
 
 @dataclasses.dataclass
 class DataSection:

@@ -1,0 +1,42 @@
+import json
+import shutil
+import subprocess
+
+import keras
+import pytest
+
+from tfseg.cli import main
+from tfseg.export.savedmodel import read_metadata
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("tfseg")
+    assert exe, "the tfseg console script is not on PATH (pip install -e .)"
+    shown = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("synth", "train", "export"):
+        assert command in shown
+
+
+def test_synth_writes_the_real_layout(tmp_path, capsys):
+    assert main(["synth", "sunnybrook", str(tmp_path / "data"), "--cases", "2", "--image-size", "64"]) == 0
+    dicoms = sorted((tmp_path / "data").rglob("*.dcm"))
+    contours = sorted((tmp_path / "data").rglob("*-icontour-manual.txt"))
+    assert dicoms and contours
+    assert "contours:" in capsys.readouterr().out
+
+
+def test_export_a_keras_file(tmp_path, capsys):
+    inputs = keras.Input((None, None, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    model.save(tmp_path / "m.keras")
+    assert main(["export", str(tmp_path / "m.keras"), str(tmp_path / "sm"), "--stride", "1",
+                 "--class-names", "bg,lv"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["signature"] == "serving_default"
+    assert read_metadata(tmp_path / "sm")["class_names"] == ["bg", "lv"]
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["train", "sunnybrook", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: config file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["synth", "sunnybrook", str(tmp_path), "--bogus"])
