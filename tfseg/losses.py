@@ -378,3 +378,130 @@ class DiceCrossEntropyLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), **self.options, "dice_weight": self.dice_weight,
                 "ce_weight": self.ce_weight, "class_weights": self.class_weights}
+
+
+# --------------------------------------------------------------------------------------------
+# Variational-autoencoder regularization (Myronenko 2018, arXiv 1810.11654).
+# --------------------------------------------------------------------------------------------
+
+#: The weights of the two VAE terms in Myronenko's loss `L = L_dice + 0.1 L_L2 + 0.1 L_KL`.
+VAE_L2_WEIGHT = 0.1
+VAE_KL_WEIGHT = 0.1
+
+
+def reconstruction_l2(image, reconstruction):
+    """Per-sample L2 reconstruction loss: the mean squared difference over voxels and channels.
+
+    Myronenko writes `L_L2 = ||I_input - I_pred||_2^2`; like MONAI's `SegResNetVAE` (`mse_loss`),
+    this takes the mean rather than the sum, so its scale does not depend on the crop size.
+
+    Args:
+        image: the network input `(B, *spatial, C)`.
+        reconstruction: the VAE decoder's output, same shape.
+
+    Returns:
+        Loss values of shape `(B,)`.
+
+    Raises:
+        ConfigError: the two shapes differ.
+
+    Example:
+        >>> import numpy as np
+        >>> image = np.zeros((1, 2, 2, 1), "float32"); recon = np.full((1, 2, 2, 1), 2.0, "float32")
+        >>> float(reconstruction_l2(image, recon)[0])
+        4.0
+    """
+    image, reconstruction = _as_float(image), _as_float(reconstruction)
+    if len(image.shape) != len(reconstruction.shape) or not all(
+            a is None or b is None or a == b for a, b in zip(image.shape, reconstruction.shape)):
+        raise ConfigError(f"reconstruction shape {tuple(reconstruction.shape)} does not match image shape "
+                          f"{tuple(image.shape)}")
+    reconstruction = ops.cast(reconstruction, image.dtype)
+    axes = tuple(range(1, len(image.shape)))
+    return ops.mean(ops.square(image - reconstruction), axis=axes)
+
+
+def kl_divergence(mean, log_var, num_voxels=None):
+    """Per-sample KL term of Myronenko 2018 between N(mean, std^2) and N(0, 1).
+
+    With `var = exp(log_var)` and the sum over the latent dimensions,
+
+        L_KL = 1/N * sum(mean^2 + var - log(var) - 1)
+
+    exactly as in the paper (section 2.2), where N is the number of image voxels
+    (`num_voxels`, e.g. 160 * 192 * 128 for the paper's crop). The paper's form omits the 1/2
+    of the textbook KL divergence; it is kept here so the paper's 0.1 weight means the same.
+    Without `num_voxels`, N is the number of latent dimensions (a mean over them; MONAI's
+    `SegResNetVAE` uses half that mean).
+
+    Args:
+        mean: latent means `(B, latent)`.
+        log_var: latent log-variances `log(std^2)`, same shape.
+        num_voxels: N; default the latent size.
+
+    Returns:
+        Loss values of shape `(B,)`; zero when mean = 0 and std = 1.
+
+    Example:
+        >>> import numpy as np
+        >>> mean = np.array([[1.0, 0.0]], "float32"); log_var = np.zeros((1, 2), "float32")
+        >>> float(kl_divergence(mean, log_var, num_voxels=4)[0])   # (1 + 1 - 0 - 1) / 4
+        0.25
+    """
+    mean, log_var = _as_float(mean), _as_float(log_var)
+    log_var = ops.cast(log_var, mean.dtype)
+    if num_voxels is None:
+        num_voxels = mean.shape[-1]
+    if num_voxels is None or not num_voxels > 0:
+        raise ConfigError(f"num_voxels must be a positive number, got {num_voxels!r}")
+    terms = ops.square(mean) + ops.exp(log_var) - log_var - 1.0
+    return ops.sum(terms, axis=-1) / float(num_voxels)
+
+
+def vae_regularization(image, reconstruction, mean, log_var, l2_weight=VAE_L2_WEIGHT, kl_weight=VAE_KL_WEIGHT,
+                       num_voxels=None):
+    """Per-sample `l2_weight * reconstruction_l2 + kl_weight * kl_divergence` (the VAE part of the loss).
+
+    Example:
+        >>> import numpy as np
+        >>> image = np.zeros((1, 2, 2, 1), "float32")
+        >>> mean = np.array([[1.0, 0.0]], "float32"); log_var = np.zeros((1, 2), "float32")
+        >>> round(float(vae_regularization(image, image + 1, mean, log_var, num_voxels=4)[0]), 4)
+        0.125
+    """
+    if l2_weight < 0 or kl_weight < 0:
+        raise ConfigError(f"l2_weight and kl_weight must be >= 0, got {l2_weight!r} and {kl_weight!r}")
+    return (float(l2_weight) * reconstruction_l2(image, reconstruction)
+            + float(kl_weight) * kl_divergence(mean, log_var, num_voxels))
+
+
+def segresnet_vae_loss(y_true, probabilities, image, reconstruction, mean, log_var, l2_weight=VAE_L2_WEIGHT,
+                       kl_weight=VAE_KL_WEIGHT, num_voxels=None, smooth=1e-5):
+    """Myronenko's full per-sample loss: `soft Dice (sigmoid) + 0.1 * L_L2 + 0.1 * L_KL`.
+
+    The SegResNet-VAE training model (`tfseg.models.segresnet_vae`) adds the VAE part itself
+    (`vae_regularization`, as a model loss), so training it needs only
+    `DiceLoss(mode="sigmoid")` on its `probabilities` output; this function states the whole
+    objective in one place and computes it from the tensors involved.
+
+    Args:
+        y_true: binary region targets `(B, *spatial, C)`.
+        probabilities: sigmoid outputs, same shape.
+        image, reconstruction: the input and the VAE decoder's output.
+        mean, log_var: the latent distribution `(B, latent)`.
+        l2_weight, kl_weight: the VAE weights (0.1 each in the paper).
+        num_voxels: N of the KL term (the image voxel count in the paper).
+        smooth: the Dice smoothing term.
+
+    Returns:
+        Loss values of shape `(B,)`.
+
+    Example:
+        >>> import numpy as np
+        >>> target = np.ones((1, 2, 2, 1), "float32"); image = np.zeros((1, 2, 2, 1), "float32")
+        >>> mean = np.zeros((1, 2), "float32")
+        >>> round(float(segresnet_vae_loss(target, target, image, image + 1, mean, mean)[0]), 4)
+        0.1
+    """
+    dice = dice_loss(y_true, probabilities, mode="sigmoid", smooth=smooth)
+    return dice + vae_regularization(image, reconstruction, mean, log_var, l2_weight, kl_weight, num_voxels)

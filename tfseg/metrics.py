@@ -433,3 +433,190 @@ class PixelAccuracy(keras.metrics.Metric):
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "threshold": self.threshold,
                 "from_logits": self.from_logits}
+
+
+# --------------------------------------------------------------------------------------------
+# Surface distance and BraTS region scores (numpy, one case at a time).
+# --------------------------------------------------------------------------------------------
+
+def _binary_mask(mask, what, source):
+    arr = np.asarray(mask)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DataError(source, f"{what} mask must be numeric or boolean, got dtype {arr.dtype}")
+    return arr != 0
+
+
+def _spacing(spacing, ndim):
+    if spacing is None:
+        return (1.0,) * ndim
+    values = (spacing,) * ndim if np.isscalar(spacing) else tuple(spacing)
+    if len(values) != ndim:
+        raise ConfigError(f"spacing {spacing!r} must be one number or one per axis ({ndim} axes)")
+    try:
+        values = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"spacing must be numbers, got {spacing!r}") from None
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"spacing must be positive, got {spacing!r}")
+    return values
+
+
+def surface_distances(mask_from, mask_to, spacing=None, connectivity=1):
+    """Distances (mm) from each surface voxel of `mask_from` to the nearest surface voxel of `mask_to`.
+
+    The surface of a mask is the mask minus its binary erosion (structuring element of the given
+    `connectivity`, 1 = faces; voxels on the array border count as surface), as medpy defines it.
+    Both masks must be non-empty. Work is confined to the bounding box of both masks plus one voxel,
+    which gives exactly the distances of the full array.
+
+    Returns:
+        A float64 array with one distance per surface voxel of `mask_from`.
+    """
+    from scipy import ndimage
+
+    a, b = np.asarray(mask_from, bool), np.asarray(mask_to, bool)
+    both = a | b
+    box = []
+    for axis in range(both.ndim):
+        other = tuple(i for i in range(both.ndim) if i != axis)
+        idx = np.flatnonzero(both.any(axis=other))
+        box.append(slice(max(idx[0] - 1, 0), min(idx[-1] + 2, both.shape[axis])))
+    a, b = a[tuple(box)], b[tuple(box)]
+    structure = ndimage.generate_binary_structure(a.ndim, connectivity)
+    surface_a = a ^ ndimage.binary_erosion(a, structure=structure, iterations=1)
+    surface_b = b ^ ndimage.binary_erosion(b, structure=structure, iterations=1)
+    distance_to_b = ndimage.distance_transform_edt(~surface_b, sampling=spacing)
+    return distance_to_b[surface_a]
+
+
+def hausdorff_distance_95(pred_mask, true_mask, spacing=None, connectivity=1, empty_value=np.nan,
+                          source="mask"):
+    """Symmetric 95th-percentile Hausdorff distance between the surfaces of two binary masks, in mm.
+
+    The distances from every surface voxel of the prediction to the truth's surface and from every
+    surface voxel of the truth to the prediction's surface are pooled, and their 95th percentile
+    (numpy's linear interpolation) is returned: medpy's `hd95`, equal to it to rounding.
+
+    Empty masks (medpy raises on these):
+
+    - both empty: 0.0 (nothing to find, nothing found);
+    - one empty: `empty_value`, NaN by default (undefined; `mean_region_scores` counts such cases
+      apart instead of averaging them). The BraTS challenge scores this case as 373.13 mm (the
+      diagonal of its 240x240x155 volume): pass `empty_value=373.13` to follow it.
+
+    Args:
+        pred_mask, true_mask: masks of one shape, 2D or 3D (nonzero = inside).
+        spacing: voxel size per axis in array order (one number for all axes); None: 1.
+        connectivity: 1 (faces, medpy's default) up to `ndim` (full neighbourhood) for the surface.
+        empty_value: result when exactly one mask is empty.
+        source: the case named in errors.
+
+    Returns:
+        The distance as a Python float.
+
+    Raises:
+        DataError: the masks differ in shape.
+
+    Example:
+        >>> a = np.zeros((5, 5, 9), bool); b = a.copy()
+        >>> a[2, 2, 1] = True; b[2, 2, 7] = True
+        >>> hausdorff_distance_95(a, b, spacing=(1.0, 1.0, 2.0))     # 6 voxels of 2 mm
+        12.0
+    """
+    pred = _binary_mask(pred_mask, "predicted", source)
+    true = _binary_mask(true_mask, "true", source)
+    if pred.shape != true.shape:
+        raise DataError(source, f"prediction shape {pred.shape} differs from truth shape {true.shape}")
+    if isinstance(connectivity, bool) or not isinstance(connectivity, (int, np.integer)) \
+            or not 1 <= connectivity <= max(pred.ndim, 1):
+        raise ConfigError(f"connectivity must be an integer in [1, {pred.ndim}], got {connectivity!r}")
+    sampling = _spacing(spacing, pred.ndim)
+    has_pred, has_true = bool(pred.any()), bool(true.any())
+    if not has_pred and not has_true:
+        return 0.0
+    if not has_pred or not has_true:
+        return float(empty_value)
+    distances = np.concatenate([surface_distances(pred, true, sampling, connectivity),
+                                surface_distances(true, pred, sampling, connectivity)])
+    return float(np.percentile(distances, 95))
+
+
+def brats_region_scores(pred_labels, true_labels, spacing=None, empty_value=np.nan, source="labels"):
+    """Dice and HD95 of the BraTS regions WT, TC and ET for one case.
+
+    Args:
+        pred_labels: predicted BraTS label map with values {0, 1, 2, 4} (e.g. from
+            `tfseg.data.transforms.labels.regions_to_brats_labels`).
+        true_labels: ground-truth label map, same shape.
+        spacing: voxel size per axis in mm, array order (BraTS: 1 mm).
+        empty_value: HD95 when exactly one of prediction and truth is empty (see
+            `hausdorff_distance_95`). Dice of a region absent from both is 1.0, as in `score_from_counts`.
+        source: the case named in errors.
+
+    Returns:
+        `{"WT": {"dice": float, "hd95": float}, "TC": {...}, "ET": {...}}`.
+
+    Raises:
+        DataError: shapes differ, or a label outside {0, 1, 2, 4}.
+
+    Example:
+        >>> truth = np.zeros((4, 4, 4), np.uint8); truth[1:3, 1:3, 1:3] = 2; truth[1, 1, 1] = 4
+        >>> s = brats_region_scores(truth, truth)
+        >>> s["WT"], s["TC"]["dice"], s["ET"]["hd95"]
+        ({'dice': 1.0, 'hd95': 0.0}, 1.0, 0.0)
+    """
+    from tfseg.data.transforms.labels import REGION_NAMES, brats_regions
+
+    pred = brats_regions(pred_labels, dtype=bool, source=source)
+    true = brats_regions(true_labels, dtype=bool, source=source)
+    if pred.shape != true.shape:
+        raise DataError(source, f"prediction shape {pred.shape[:-1]} differs from truth shape {true.shape[:-1]}")
+    scores = {}
+    for channel, name in enumerate(REGION_NAMES):
+        p, t = pred[..., channel], true[..., channel]
+        tp = np.count_nonzero(p & t)
+        fp, fn = np.count_nonzero(p) - tp, np.count_nonzero(t) - tp
+        dice = float(score_from_counts("dice", tp, fp, fn, p.size - tp - fp - fn))
+        hd95 = hausdorff_distance_95(p, t, spacing=spacing, empty_value=empty_value, source=source)
+        scores[name] = {"dice": dice, "hd95": hd95}
+    return scores
+
+
+def mean_region_scores(cases):
+    """Mean of per-case region scores (from `brats_region_scores`) over cases, NaN values left out.
+
+    Args:
+        cases: an iterable of dicts `{region: {score: value}}`.
+
+    Returns:
+        `{region: {score: mean, ..., "cases": n, "<score>_undefined": m}}`: each mean is taken
+        over the cases where the score is defined (not NaN, e.g. HD95 with exactly one empty mask
+        under the default `empty_value`); `cases` counts all cases and `<score>_undefined` the
+        left-out ones. A score undefined in every case has mean NaN.
+
+    Example:
+        >>> mean_region_scores([{"ET": {"dice": 0.5, "hd95": 2.0}}, {"ET": {"dice": 1.0, "hd95": float("nan")}}])
+        {'ET': {'dice': 0.75, 'hd95': 2.0, 'cases': 2, 'dice_undefined': 0, 'hd95_undefined': 1}}
+    """
+    values = {}
+    for case in cases:
+        for region, scores in case.items():
+            for name, value in scores.items():
+                values.setdefault(region, {}).setdefault(name, []).append(float(value))
+    result = {}
+    for region, scores in values.items():
+        counts = {len(v) for v in scores.values()}
+        if len(counts) != 1:
+            raise ConfigError(f"region {region!r}: cases report different scores; got counts "
+                              f"{ {k: len(v) for k, v in scores.items()} }")
+        summary = {}
+        undefined = {}
+        for name, vals in scores.items():
+            arr = np.asarray(vals, np.float64)
+            defined = arr[~np.isnan(arr)]
+            summary[name] = float(defined.mean()) if defined.size else float("nan")
+            undefined[f"{name}_undefined"] = int(arr.size - defined.size)
+        summary["cases"] = counts.pop()
+        summary.update(undefined)
+        result[region] = summary
+    return result

@@ -102,3 +102,26 @@ def test_export_replaces_atomically(tmp_path):
     assert not (target / "stale.txt").exists()
     assert read_metadata(target)["class_names"] == ["a", "b"]
     assert [p.name for p in tmp_path.iterdir()] == ["sm"]  # no temporary directories left behind
+
+
+def test_3d_model_padded_to_stride_with_nonzero_zscore(tmp_path):
+    inputs = keras.Input((None, None, None, 2))
+    x = keras.layers.Conv3D(3, 1)(inputs)
+    x = keras.layers.MaxPooling3D(2)(x)
+    x = keras.layers.Conv3DTranspose(3, 2, strides=2)(x)
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="probabilities")(x))
+    spec = ServingSpec(stride=2, in_channels=2, normalization="zscore_nonzero", activation="sigmoid")
+    loaded = tf.saved_model.load(str(export_savedmodel(model, tmp_path / "sm3d", spec)))
+    rng = np.random.default_rng(0)
+    volume = rng.normal(300, 50, (1, 5, 6, 7, 2)).astype(np.float32)
+    volume[:, :2] = 0.0  # background outside the "brain" stays zero after normalization
+    out = loaded.signatures["serving_default"](image=tf.constant(volume))
+    normalized = np.zeros_like(volume)
+    for c in range(2):
+        channel = volume[0, ..., c]
+        inside = channel != 0
+        normalized[0, ..., c][inside] = (channel[inside] - channel[inside].mean()) / channel[inside].std()
+    padded = np.pad(normalized, [(0, 0), (0, 1), (0, 0), (0, 1), (0, 0)])
+    expected = model.predict(padded, verbose=0)[:, :5, :6, :7]
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    assert out["labels"].shape == (1, 5, 6, 7, 3)

@@ -6,7 +6,10 @@ from their modules on first use:
 - `tfseg.datasets.problems`: the `on_error` policy and `ProblemLog`;
 - `tfseg.datasets.splits`: `split_by_group`, `split_by_patient`, `Split`;
 - `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
-- `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook` (the embedded default data).
+- `tfseg.datasets.brats`: `find_brats`, `BratsCase`, `MODALITIES`, `LABELS`, `REGIONS`;
+- `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
+- `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook`, `write_brats`, `ensure_brats`
+  (the embedded default data).
 
 Example:
     >>> from tfseg.datasets import split_by_group
@@ -25,6 +28,18 @@ _LAZY = {
     "SunnybrookRecord": "tfseg.datasets.sunnybrook",
     "canonical_case": "tfseg.datasets.sunnybrook",
     "find_sunnybrook": "tfseg.datasets.sunnybrook",
+    "BratsCase": "tfseg.datasets.brats",
+    "LABELS": "tfseg.datasets.brats",
+    "MODALITIES": "tfseg.datasets.brats",
+    "REGIONS": "tfseg.datasets.brats",
+    "find_brats": "tfseg.datasets.brats",
+    "DatalistRecord": "tfseg.datasets.datalist",
+    "datalist_from_cases": "tfseg.datasets.datalist",
+    "read_datalist": "tfseg.datasets.datalist",
+    "write_datalist": "tfseg.datasets.datalist",
+    "SyntheticBrats": "tfseg.datasets.synthetic",
+    "write_brats": "tfseg.datasets.synthetic",
+    "ensure_brats": "tfseg.datasets.synthetic",
     "SyntheticSunnybrook": "tfseg.datasets.synthetic",
     "write_sunnybrook": "tfseg.datasets.synthetic",
     "ensure_sunnybrook": "tfseg.datasets.synthetic",

@@ -11,6 +11,10 @@ smooth coil bias field and Rician noise. The LV pool is painted from the very po
 ``icontour`` file, so ``polygon_to_mask(read_contour(icontour))`` is the bright pool; ``ocontour`` is
 the epicardium. The LV covers under 2% of the pixels, as in the real data.
 
+`write_brats` draws skull-stripped brain MR cases with a glioma (four NIfTI modalities, T1, T1ce,
+T2 and FLAIR, and a label map with the BraTS values 1, 2 and 4) and writes them in the layout of
+the BraTS 2021, 2020 or 2018 release, with a Clara-style ``datalist.json``; see its docstring.
+
 Example:
     >>> import tempfile
     >>> ds = write_sunnybrook(tempfile.mkdtemp(), num_cases=2, images_per_case=4,
@@ -20,6 +24,7 @@ Example:
     >>> len(ds.find())
     4
 """
+import csv
 import dataclasses
 import json
 import logging
@@ -29,9 +34,12 @@ import shutil
 import tempfile
 import time
 
+import nibabel as nib
 import numpy as np
 from pydicom.uid import generate_uid
 
+from tfseg.datasets.brats import MODALITIES, BratsCase, find_brats
+from tfseg.datasets.datalist import datalist_from_cases, write_datalist
 from tfseg.datasets.sunnybrook import (EXPERT_SUBDIR, SAX_SERIES, canonical_case, find_sunnybrook)
 from tfseg.errors import ConfigError, DataError
 from tfseg.io import contours as contour_io
@@ -522,3 +530,407 @@ def ensure_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case
         logger.info("reusing synthetic Sunnybrook dataset in %s", root)
         return _result(root, synthetic_cases(num_cases))
     return write_sunnybrook(root, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# BraTS: four skull-stripped MR modalities and a label map per case, in the releases' layouts.
+
+#: Layouts `write_brats` can produce: the BraTS 2021, 2020 and 2018 (HGG/LGG) releases.
+BRATS_LAYOUTS = ("2021", "2020", "2018")
+BRATS_DATALIST = "datalist.json"
+_BRATS_FORMAT_VERSION = 1
+_BRATS_MAX_CASES = 999
+_BRATS_MIN_SIZE, _BRATS_MAX_SIZE = 16, 512
+_NAME_MAPPING_COLUMNS = ("Grade", "BraTS_2017_subject_ID", "BraTS_2018_subject_ID", "TCGA_TCIA_subject_ID",
+                         "BraTS_2019_subject_ID", "BraTS_2020_subject_ID")
+
+# Relative signal of each tissue per modality (WM of T1 = 1), before gain, bias and noise.
+#             csf   gm    wm    oedema necrosis enhancing non-enhancing(LGG core)
+_CONTRAST = {
+    "t1":    (0.25, 0.72, 1.00, 0.62, 0.30, 0.58, 0.48),
+    "t1ce":  (0.25, 0.74, 1.00, 0.62, 0.30, 1.65, 0.50),
+    "t2":    (1.60, 0.62, 0.45, 1.20, 1.45, 0.90, 1.30),
+    "flair": (0.12, 0.72, 0.55, 1.50, 0.85, 1.10, 1.35),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticBrats:
+    """Where a synthetic BraTS dataset lies.
+
+    Attributes:
+        root: the dataset folder (pass to `tfseg.datasets.brats.find_brats`).
+        layout: the release layout written, one of `BRATS_LAYOUTS`.
+        case_dirs: the case folders, in case order.
+        cases: the `BratsCase` records, sorted by case id (what `find_brats(root)` returns).
+        datalist: path of ``<root>/datalist.json`` (80/20 training/validation split by case).
+    """
+
+    root: str
+    layout: str
+    case_dirs: tuple
+    cases: tuple
+    datalist: str
+
+    @property
+    def case_ids(self):
+        """The case ids, sorted."""
+        return tuple(c.case_id for c in self.cases)
+
+    def find(self, modalities=MODALITIES, on_error="raise", problems=None):
+        """`find_brats` on this dataset."""
+        return find_brats(self.root, modalities=modalities, on_error=on_error, problems=problems)
+
+
+def _brats_is_lgg(index):
+    """Every fourth case is LGG-like: a non-enhancing tumour, no label 4."""
+    return index % 4 == 3
+
+
+def _brats_names(layout, index):
+    """(grade folder or "", case id, extension) of case `index` in a layout, as the release names it."""
+    if layout == "2021":
+        return "", f"BraTS2021_{index:05d}", ".nii.gz"
+    if layout == "2020":
+        return "", f"BraTS20_Training_{index + 1:03d}", ".nii"
+    lgg = _brats_is_lgg(index)
+    return ("LGG" if lgg else "HGG"), f"Brats18_{'TCIA09' if lgg else 'TCIA01'}_{index + 1:03d}_1", ".nii.gz"
+
+
+def _brats_case_record(root, layout, index):
+    grade_dir, case_id, ext = _brats_names(layout, index)
+    folder = os.path.join(root, grade_dir, case_id)
+    grade = None if layout == "2021" else ("LGG" if _brats_is_lgg(index) else "HGG")
+    images = tuple(os.path.join(folder, f"{case_id}_{m}{ext}") for m in MODALITIES)
+    return folder, BratsCase(case_id, images, os.path.join(folder, f"{case_id}_seg{ext}"), grade)
+
+
+def _check_brats_args(num_cases, shape, seed, layout):
+    _check_int("num_cases", num_cases, 1, _BRATS_MAX_CASES)
+    _check_int("seed", seed, 0, 2**63 - 1)
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
+        raise ConfigError(f"shape must be three sizes (x, y, z), got {shape!r}")
+    for size in shape:
+        _check_int("each size of shape", size, _BRATS_MIN_SIZE, _BRATS_MAX_SIZE)
+    layout = str(layout)
+    if layout not in BRATS_LAYOUTS:
+        raise ConfigError(f"layout must be one of {BRATS_LAYOUTS}, got {layout!r}")
+    return dict(num_cases=int(num_cases), shape=[int(s) for s in shape], seed=int(seed), layout=layout)
+
+
+def _erode(mask):
+    """Binary erosion by the 6-neighbourhood (voxels outside the grid count as outside)."""
+    padded = np.pad(mask, 1)
+    out = mask.copy()
+    for axis in range(3):
+        for start in (0, 2):
+            index = [slice(1, -1)] * 3
+            index[axis] = slice(start, start + mask.shape[axis])
+            out &= padded[tuple(index)]
+    return out
+
+
+def _random_bumps(rng, count, amplitude, frequency):
+    """Parameters of a smooth radial deformation: unit directions, frequencies, amplitudes, phases."""
+    directions = rng.normal(size=(count, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    amplitudes = rng.dirichlet(np.ones(count)) * amplitude  # the amplitudes sum to `amplitude`
+    return [(directions[k], float(rng.uniform(*frequency)), float(amplitudes[k]), float(rng.uniform(0, 2 * math.pi)))
+            for k in range(count)]
+
+
+def _blob(grid, centre, axes, bumps):
+    """Signed distance (voxels, positive inside) to a low-frequency deformed ellipsoid.
+
+    The surface lies at normalized radius ``1 + sum a cos(f (d . v) + phi)`` along direction d, so
+    the radius never strays more than the summed amplitudes from the ellipsoid's.
+    """
+    p = [(g - c) / a for g, c, a in zip(grid, centre, axes)]
+    rho = np.sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2]) + np.float32(1e-6)
+    radius = np.ones_like(rho)
+    for direction, frequency, amplitude, phase in bumps:
+        cosine = (p[0] * direction[0] + p[1] * direction[1] + p[2] * direction[2]) / rho
+        radius += np.float32(amplitude) * np.cos(np.float32(frequency) * cosine + np.float32(phase))
+    return (radius - rho) * np.float32(np.mean(axes))
+
+
+def _smooth_field(grid, shape, rng, amplitude):
+    """A smooth random field (second-order polynomial in normalized coordinates), mean about 0."""
+    u = [g / np.float32(max(n / 2.0, 1.0)) for g, n in zip(grid, shape)]
+    terms = [u[0], u[1], u[2], u[0] * u[0], u[1] * u[1], u[2] * u[2], u[0] * u[1], u[1] * u[2], u[0] * u[2]]
+    coefficients = rng.normal(0.0, amplitude, len(terms)).astype(np.float32)
+    return sum(c * t for c, t in zip(coefficients, terms))
+
+
+def _brats_case_arrays(shape, rng, lgg, small):
+    """Draw one case: ``({modality: int16 (x, y, z)}, uint8 label (x, y, z))``."""
+    size = np.asarray(shape, dtype=np.float32)
+    axes_vec = [np.arange(n, dtype=np.float32) - np.float32((n - 1) / 2.0) for n in shape]
+    grid = np.meshgrid(*axes_vec, indexing="ij", copy=False)
+    edge = 0.6
+
+    # Intracranial volume (the skull-stripping mask): a deformed ellipsoid, longest front to back (y).
+    brain_axes = size * np.array([0.36, 0.42, 0.40], np.float32) * np.float32(rng.uniform(0.92, 1.0))
+    brain_centre = rng.normal(0.0, 0.015, 3) * size
+    d_brain = _blob(grid, brain_centre, brain_axes, _random_bumps(rng, 4, 0.06, (1.0, 2.5)))
+    brain = d_brain > 0
+    brain_soft = _soft(d_brain, edge)
+    rim = max(1.0, 0.05 * float(brain_axes.min()))  # subarachnoid CSF between brain surface and mask edge
+    cerebrum = _soft(d_brain - rim, edge)
+    wm = _soft(_blob(grid, brain_centre, brain_axes * 0.74, _random_bumps(rng, 6, 0.12, (5.0, 9.0))), edge)
+    ventricles = np.zeros_like(d_brain)
+    for side in (-1.0, 1.0):
+        centre = brain_centre + brain_axes * np.array([0.17 * side, 0.05, 0.12], np.float32)
+        blob = _blob(grid, centre, brain_axes * np.array([0.10, 0.42, 0.16], np.float32),
+                     _random_bumps(rng, 3, 0.15, (1.0, 3.0)))
+        ventricles = np.maximum(ventricles, _soft(blob, edge))
+    fissure = np.exp(-0.5 * ((grid[0] - brain_centre[0]) / 0.7) ** 2) * _soft(grid[2] - brain_centre[2], 2.0)
+
+    # Tumour: oedema around a core, necrosis inside an enhancing rim (HGG) or a non-enhancing core (LGG).
+    side = rng.choice([-1.0, 1.0])
+    tumour_centre = brain_centre + brain_axes * np.array(
+        [side * rng.uniform(0.2, 0.45), rng.uniform(-0.4, 0.4), rng.uniform(-0.3, 0.3)], np.float32)
+    reach = float(brain_axes.min())
+    wt_radius = max(3.0, reach * (rng.uniform(0.18, 0.25) if small else rng.uniform(0.35, 0.55)))
+    elongation = rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    d_wt = _blob(grid, tumour_centre, wt_radius * elongation, _random_bumps(rng, 5, 0.25, (1.5, 4.0)))
+    tc_radius = max(2.0, wt_radius * rng.uniform(0.5, 0.65))
+    tc_centre = tumour_centre + rng.normal(0.0, 0.08, 3) * wt_radius
+    d_tc = _blob(grid, tc_centre, tc_radius * elongation, _random_bumps(rng, 4, 0.15, (1.0, 3.0)))
+    nec_radius = max(1.2, tc_radius * rng.uniform(0.55, 0.75))
+    d_nec = _blob(grid, tc_centre + rng.normal(0.0, 0.05, 3) * tc_radius, nec_radius * elongation,
+                  _random_bumps(rng, 3, 0.12, (1.0, 3.0)))
+
+    def inside(distance, within):
+        """Voxels with positive distance inside `within`; at least its deepest one when none is."""
+        mask = (distance > 0) & within
+        if not mask.any() and within.any():
+            mask = within & (distance >= distance[within].max())
+        return mask
+
+    wt = inside(d_wt, brain)
+    tc = inside(d_tc, _erode(wt))
+    label = np.zeros(shape, np.uint8)
+    label[wt] = 2
+    if lgg:
+        label[tc] = 1
+    else:
+        label[tc] = 4
+        label[inside(d_nec, _erode(tc))] = 1
+
+    # Soft tissue masks in painting order (later ones cover earlier ones), and each one's column.
+    oedema = _soft(d_wt, edge) * brain_soft
+    core = _soft(d_tc, edge) * oedema
+    necrosis = _soft(d_nec, edge) * core
+    layers = [(cerebrum, 1), (wm, 2), (ventricles * cerebrum, 0), (fissure * cerebrum, 0), (oedema, 3),
+              (core, 6 if lgg else 5)]
+    if not lgg:
+        layers.append((necrosis, 4))
+
+    bias = _smooth_field(grid, shape, rng, 0.08)
+    texture = _smooth_field([g * 3.0 for g in grid], shape, rng, 0.02)  # slow tissue inhomogeneity
+    noise_level = float(rng.uniform(0.02, 0.04))
+    images = {}
+    for modality in MODALITIES:
+        values = _CONTRAST[modality]
+        image = np.full(shape, values[0], np.float32)  # CSF fills the intracranial space
+        for mask, column in layers:
+            _paint(image, mask, values[column])
+        image *= brain_soft * np.exp(bias + _smooth_field(grid, shape, rng, 0.02) + texture)
+        real = image + rng.normal(0.0, noise_level, shape).astype(np.float32)
+        imaginary = rng.normal(0.0, noise_level, shape).astype(np.float32)
+        image = np.sqrt(real * real + imaginary * imaginary)  # Rician magnitude noise
+        gain = rng.uniform(300.0, 1200.0)
+        stored = np.clip(np.rint(image * gain), 1, np.iinfo(np.int16).max).astype(np.int16)
+        stored[~brain] = 0  # skull-stripped: exactly zero outside the brain mask
+        images[modality] = stored
+    return images, label
+
+
+def brats_affine(shape, spacing=(1.0, 1.0, 1.0)):
+    """The voxel-to-world affine of the synthetic BraTS files, laid out as the BraTS releases are.
+
+    BraTS volumes are stored with ``diag(-1, -1, 1)`` axes (nibabel axis codes L, P, S: x runs to
+    the patient's left, y to the back, z up), x offset 0 and y offset ``(ny - 1) * spacing``.
+
+    Args:
+        shape: the NIfTI array shape ``(x, y, z)``.
+        spacing: voxel sizes in mm.
+
+    Returns:
+        A 4x4 float64 array.
+
+    Example:
+        >>> brats_affine((240, 240, 155))[:3, 3].tolist()
+        [0.0, 239.0, 0.0]
+    """
+    sx, sy, sz = (float(s) for s in spacing)
+    affine = np.diag([-sx, -sy, sz, 1.0])
+    affine[1, 3] = sy * (shape[1] - 1)
+    return affine
+
+
+def _save_nifti(array, affine, path):
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, path)
+
+
+def _write_name_mapping(root, records):
+    """The 2020 release's ``name_mapping.csv`` (grade per case), with the columns it has."""
+    path = os.path.join(root, "name_mapping.csv")
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(_NAME_MAPPING_COLUMNS)
+        for record in records:
+            writer.writerow([record.grade, "NA", "NA", "NA", "NA", record.case_id])
+
+
+def _brats_datalist(root, records, seed):
+    if len(records) < 2:
+        sections = {"training": list(records), "validation": []}
+    else:
+        sections = datalist_from_cases(records, val_fraction=0.2, seed=seed)
+    path = os.path.join(root, BRATS_DATALIST)
+    write_datalist(path, sections)
+    return path
+
+
+def _brats_result(root, kwargs):
+    pairs = [_brats_case_record(root, kwargs["layout"], k) for k in range(kwargs["num_cases"])]
+    cases = sorted((record for _, record in pairs), key=lambda c: c.case_id)
+    folders = {record.case_id: folder for folder, record in pairs}
+    return SyntheticBrats(root=root, layout=kwargs["layout"], case_dirs=tuple(folders[c.case_id] for c in cases),
+                          cases=tuple(cases), datalist=os.path.join(root, BRATS_DATALIST))
+
+
+def write_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
+    """Write a synthetic BraTS dataset (four int16 NIfTI modalities + a uint8 label per case) from a seed.
+
+    Each case is a skull-stripped head: a deformed-ellipsoid brain (grey matter over white matter
+    with gyral folds, subarachnoid CSF at its edge, lateral ventricles, the interhemispheric
+    fissure), exactly 0 outside the brain mask in every modality as in BraTS, and a tumour whose
+    size (a third of the cases small) and position vary per case: irregular oedema (label 2)
+    around a tumour core. In high-grade cases the core is an enhancing rim (4) around necrosis
+    (1); every fourth case is LGG-like, its core non-enhancing (1), with no label 4. The regions
+    nest by construction: TC lies strictly inside WT, and necrosis strictly inside the rim. The
+    contrasts follow the sequences: T1 white matter brighter than grey, CSF dark; T1ce as T1 with
+    a bright enhancing rim; T2 CSF and oedema bright; FLAIR oedema bright, CSF suppressed. A
+    smooth multiplicative bias field and Rician noise are added, and each modality stored with
+    its own gain.
+
+    Files are NIfTI-1 in the release's axis order: the array shape is `shape` = (x, y, z) (in
+    tfseg's channels-last memory order that is (z, y, x)), 1 mm isotropic voxels, the affine of
+    `brats_affine` (qform and sform codes 1, units mm). Cases are independent of each other:
+    case k is the same whatever `num_cases`.
+
+    Layouts (`BRATS_LAYOUTS`): ``"2021"`` ``BraTS2021_00000/BraTS2021_00000_t1.nii.gz``;
+    ``"2020"`` ``BraTS20_Training_001/BraTS20_Training_001_t1.nii`` plus ``name_mapping.csv``;
+    ``"2018"`` ``HGG/Brats18_TCIA01_001_1/...nii.gz`` and ``LGG/Brats18_TCIA09_004_1/...``. A
+    ``datalist.json`` (Clara style, paths relative to `root`) splits the cases 80/20 into
+    training and validation.
+
+    Args:
+        root: the dataset folder (created if needed). It must be empty or hold a dataset written
+            here before, which is replaced.
+        num_cases: number of cases, 1 to 999.
+        shape: volume size (x, y, z), each 16 to 512 (BraTS itself is 240 x 240 x 155).
+        seed: integer seed; the same arguments give identical files.
+        layout: ``"2021"``, ``"2020"`` or ``"2018"``.
+
+    Returns:
+        A `SyntheticBrats`.
+
+    Raises:
+        ConfigError: an argument out of range.
+        DataError: `root` holds other files.
+
+    Example:
+        >>> import tempfile, nibabel
+        >>> ds = write_brats(tempfile.mkdtemp(), num_cases=2, shape=(32, 32, 24))
+        >>> ds.case_ids
+        ('BraTS2021_00000', 'BraTS2021_00001')
+        >>> nibabel.load(ds.cases[0].label).shape
+        (32, 32, 24)
+    """
+    kwargs = _check_brats_args(num_cases, shape, seed, layout)
+    root = os.path.abspath(os.fspath(root))
+    os.makedirs(root, exist_ok=True)
+    marker = _read_marker(root)
+    present = sorted(n for n in os.listdir(root) if not n.startswith(".") and n != MARKER_NAME)
+    if present:
+        if not marker or marker.get("dataset") != "brats":
+            raise DataError(root, f"already holds {', '.join(present[:3])}{' ...' if len(present) > 3 else ''} "
+                                  f"not written by write_brats (no BraTS {MARKER_NAME}); choose an empty folder")
+        stray = [n for n in present if n not in marker.get("entries", [])]
+        if stray:
+            raise DataError(root, f"holds {', '.join(stray[:3])} beside a synthetic BraTS dataset; "
+                                  "choose an empty folder")
+        for name in present:
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+    result = _brats_result(root, kwargs)
+    entries = sorted({os.path.relpath(d, root).split(os.sep)[0] for d in result.case_dirs}
+                     | {BRATS_DATALIST} | ({"name_mapping.csv"} if kwargs["layout"] == "2020" else set()))
+    content = {"dataset": "brats", "version": _BRATS_FORMAT_VERSION, "kwargs": kwargs, "entries": entries}
+    _write_marker(root, {**content, "complete": False})
+    started = time.perf_counter()
+    shape = tuple(kwargs["shape"])
+    affine = brats_affine(shape)
+    for index in range(kwargs["num_cases"]):
+        folder, record = _brats_case_record(root, kwargs["layout"], index)
+        rng = np.random.default_rng([kwargs["seed"], index])
+        images, label = _brats_case_arrays(shape, rng, lgg=_brats_is_lgg(index), small=index % 3 == 2)
+        os.makedirs(folder, exist_ok=True)
+        for modality, path in zip(MODALITIES, record.images):
+            _save_nifti(images[modality], affine, path)
+        _save_nifti(label, affine, record.label)
+    if kwargs["layout"] == "2020":
+        _write_name_mapping(root, result.cases)
+    _brats_datalist(root, result.cases, kwargs["seed"])
+    _write_marker(root, {**content, "complete": True})
+    logger.info("wrote synthetic BraTS %s dataset to %s: %d cases of %s in %.1f s", kwargs["layout"], root,
+                kwargs["num_cases"], "x".join(map(str, shape)), time.perf_counter() - started)
+    return result
+
+
+def _brats_is_complete(root, kwargs):
+    marker = _read_marker(root)
+    if not marker or marker.get("dataset") != "brats" or marker.get("version") != _BRATS_FORMAT_VERSION \
+            or not marker.get("complete") or marker.get("kwargs") != kwargs:
+        return False
+    result = _brats_result(root, kwargs)
+    files = [result.datalist] + [p for c in result.cases for p in c.images + (c.label,)]
+    return all(os.path.isfile(p) for p in files)
+
+
+def ensure_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
+    """Make sure `root` holds the synthetic BraTS dataset of these arguments; write it only if not.
+
+    Reused when ``<root>/tfseg_synthetic.json`` (written last) records the same arguments and
+    every case file and the datalist are present; otherwise (re)written by `write_brats`.
+
+    Args:
+        root, num_cases, shape, seed, layout: as in `write_brats`.
+
+    Returns:
+        A `SyntheticBrats`, the same as `write_brats` returns.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> a = ensure_brats(root, num_cases=1, shape=(16, 16, 16))
+        >>> ensure_brats(root, num_cases=1, shape=(16, 16, 16)) == a
+        True
+    """
+    kwargs = _check_brats_args(num_cases, shape, seed, layout)
+    root = os.path.abspath(os.fspath(root))
+    if _brats_is_complete(root, kwargs):
+        logger.info("reusing synthetic BraTS dataset in %s", root)
+        return _brats_result(root, kwargs)
+    return write_brats(root, **kwargs)

@@ -1,7 +1,7 @@
 """Export a segmentation model as a TensorFlow SavedModel for TF Serving.
 
-The exported `serving_default` signature takes raw float32 images of any batch size and any
-spatial size, applies the training preprocessing (per-image normalization, gray→RGB, resize to
+The exported `serving_default` signature takes raw float32 images (2D `(B, H, W, C)` or 3D
+`(B, D, H, W, C)`, following the model) of any batch size and any spatial size, applies the training preprocessing (per-image normalization, gray→RGB, resize to
 the training size or pad to the model's stride), runs the model, maps the probabilities back to
 the input's size, and returns named outputs:
 
@@ -46,7 +46,7 @@ class ServingSpec:
             probabilities resized back. None: inputs keep their size, padded to `stride`.
         stride: the model's total downsampling; padded sizes are multiples of it.
         in_channels: channels of the raw input (1 for MRI); repeated to the model's channels if needed.
-        normalization: per-image normalization applied first ("zscore", "minmax", "none").
+        normalization: per-image normalization applied first ("zscore", "zscore_nonzero", "minmax", "none").
         activation: "softmax" (labels = arg-max) or "sigmoid" (labels = probability > 0.5 per channel).
         class_names: names of the output channels, stored in the metadata.
         extra: more JSON-serializable metadata (e.g. spacing, dataset, metrics).
@@ -76,19 +76,15 @@ def serving_function(model, spec):
     model_channels = model.input_shape[-1]
 
     def serve(image):
-        height, width = tf.shape(image)[1], tf.shape(image)[2]
         x = tf.map_fn(lambda one: normalize_intensity(one, spec.normalization), image)
         if model_channels == 3 and spec.in_channels == 1:
             x = gray_to_rgb(x)
         if spec.image_size is not None:
             x = tf.image.resize(x, spec.image_size, method="bilinear", antialias=True)
             probabilities = model(x, training=False)
-            probabilities = tf.image.resize(probabilities, tf.stack([height, width]), method="bilinear")
+            probabilities = tf.image.resize(probabilities, tf.shape(image)[1:3], method="bilinear")
         else:
-            padded_h = (height + spec.stride - 1) // spec.stride * spec.stride
-            padded_w = (width + spec.stride - 1) // spec.stride * spec.stride
-            x = tf.pad(x, [[0, 0], [0, padded_h - height], [0, padded_w - width], [0, 0]])
-            probabilities = model(x, training=False)[:, :height, :width, :]
+            probabilities = _crop_like(model(_pad_to_multiple(x, spec.stride), training=False), image)
         probabilities = tf.cast(probabilities, tf.float32)
         if spec.activation == "softmax":
             labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -97,6 +93,23 @@ def serving_function(model, spec):
         return {"probabilities": probabilities, "labels": labels}
 
     return serve
+
+
+def _pad_to_multiple(x, stride):
+    """Zero-pad every spatial axis of a channels-last batch at its end to a multiple of `stride`."""
+    shape = tf.shape(x)
+    spatial = shape[1:-1]
+    padded = (spatial + stride - 1) // stride * stride
+    paddings = tf.concat([[[0, 0]], tf.stack([tf.zeros_like(spatial), padded - spatial], axis=1), [[0, 0]]], 0)
+    return tf.pad(x, paddings)
+
+
+def _crop_like(y, reference):
+    """Crop the spatial axes of `y` to those of `reference` (both channels last)."""
+    rank = reference.shape.rank
+    begin = tf.zeros([rank], tf.int32)
+    size = tf.concat([tf.shape(reference)[:-1], [-1]], 0)
+    return tf.slice(y, begin, size)
 
 
 def export_savedmodel(model, path, spec):
@@ -115,7 +128,11 @@ def export_savedmodel(model, path, spec):
     os.makedirs(parent, exist_ok=True)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    signature = tf.TensorSpec((None, None, None, spec.in_channels), tf.float32, name="image")
+    spatial_dims = len(model.input_shape) - 2
+    if spec.image_size is not None and spatial_dims != 2:
+        raise ConfigError("ServingSpec.image_size (resize to the training size) is for 2D models; "
+                          "3D models are padded to the stride instead")
+    signature = tf.TensorSpec((None,) * (spatial_dims + 1) + (spec.in_channels,), tf.float32, name="image")
     archive.add_endpoint(name="serving_default", fn=serving_function(model, spec), input_signature=[signature])
     staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
     try:

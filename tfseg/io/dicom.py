@@ -18,6 +18,11 @@ long as they parse as a DICOM image or object; anything else, and every problem 
 missing, not DICOM, no pixel data, a transfer syntax no installed plugin decodes, truncated or
 corrupt pixel data), is a `DataError` naming the file and what to do.
 
+A series of single-frame slices (a folder or a list of files) is read as one volume by
+`read_series`, sorted along the slice normal, checked, and placed with a NIfTI RAS+ affine in the
+memory layout of `tfseg.io.nifti` (`(D, H, W)` = slice, row, column); `list_series` lists the
+series of a folder.
+
 Example:
     >>> import pathlib, tempfile
     >>> import numpy as np
@@ -54,6 +59,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds
 
 from tfseg.errors import ConfigError, DataError
+from tfseg.io.volume import Volume
 from tfseg.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -592,3 +598,352 @@ def _atomic_write(path, ds):
             pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
     except OSError as exc:
         raise DataError(path, f"cannot write: {exc.strerror or exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Series: many single-frame slices -> one volume in the NIfTI convention of tfseg.io.nifti.
+# ---------------------------------------------------------------------------------------------
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_COSINE_TOLERANCE = 1e-3
+_SPACING_TOLERANCE = 1e-3
+
+
+@dataclasses.dataclass
+class SeriesInfo:
+    """One series found in a folder: its UID, description, number and files (unsorted)."""
+
+    series_instance_uid: str
+    description: str | None
+    series_number: int | None
+    modality: str | None
+    files: list
+
+    def __str__(self):
+        number = "" if self.series_number is None else f"#{self.series_number} "
+        description = self.description or "no description"
+        return (f"{number}{self.series_instance_uid} ({self.modality or '?'}, {description!r}, "
+                f"{len(self.files)} file(s))")
+
+
+@dataclasses.dataclass
+class _Slice:
+    """What the series reader needs from one file's header."""
+
+    header: DicomImage
+    rows: int
+    cols: int
+    frames: int
+    samples: int
+    bits: int | None
+    signed: bool
+    modality_lut: bool
+    description: str | None
+    series_number: int | None
+
+
+def list_series(source, on_error="raise"):
+    """Group the DICOM images of a folder (or list of files) by SeriesInstanceUID.
+
+    Only headers are read. In a folder, hidden files, DICOMDIR, files that are not DICOM and
+    DICOM objects that are not images (RTSTRUCT, reports) are passed over with a log line;
+    a damaged DICOM file, a multi-frame file, or an image without SeriesInstanceUID or plane
+    geometry follows `on_error`. Explicitly listed files all follow `on_error`.
+
+    Args:
+        source: a folder (searched recursively) or a list of files.
+        on_error: "raise" or "skip" (log a warning and leave the file out).
+
+    Returns:
+        A list of `SeriesInfo`, in order of series number then UID.
+
+    Raises:
+        DataError: `source` is missing or holds no DICOM image, or a bad file under "raise".
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for k in range(3):
+        ...     _ = write_image(folder / f"{k}.dcm", np.zeros((4, 4), np.int16), series_number=1,
+        ...                     series_instance_uid="1.2.3", image_position=(0, 0, k),
+        ...                     description="t1")
+        >>> [(s.series_instance_uid, s.description, len(s.files)) for s in list_series(folder)]
+        [('1.2.3', 't1', 3)]
+    """
+    return list(_scan(source, _problem_log(on_error)).values())
+
+
+def read_series(source, series_instance_uid=None, on_error="raise", slice_tolerance=0.05):
+    """Read a DICOM series as one volume `(D, H, W)` with its NIfTI (RAS+) affine.
+
+    Slices are ordered by the projection of ImagePositionPatient on the slice normal (the cross
+    product of the ImageOrientationPatient row and column cosines), never by file name or
+    InstanceNumber. Memory axes: D = slice index along the normal, H = image rows, W = image
+    columns, so the NIfTI voxel `(i, j, k)` is `(column, row, slice)`, as in `tfseg.io.nifti`.
+    The affine maps voxel `(i, j, k)` to RAS+ mm: its columns are the DICOM row cosine times the
+    column spacing, the column cosine times the row spacing, and the step between consecutive
+    slice positions (which also covers a gantry tilt), with ImagePositionPatient of the first
+    slice as origin; the first two rows are negated, DICOM being LPS.
+
+    Each slice's rescale (or modality LUT) is applied as `read_image` does. When every slice has
+    an identity rescale, the volume keeps the stored integer type (uint8/int8/uint16/int16);
+    otherwise it is float32.
+
+    Args:
+        source: a folder (all files in it, recursively) or a list of files.
+        series_instance_uid: the series to read when `source` holds several; None when it holds
+            exactly one.
+        on_error: what to do with a bad single file: "raise", or "skip" (warn and leave it out;
+            a slice missing from the middle of the series is then reported as a gap).
+        slice_tolerance: how far (as a fraction of the slice gap) a slice position may be off
+            the evenly spaced line through the first and last slices.
+
+    Returns:
+        A `Volume` (header None) whose `meta` holds "series_instance_uid", "description",
+        "modality", "files" (in slice order) and "problems" (the files skipped).
+
+    Raises:
+        DataError: no series, several series and no UID (the message lists them), a UID not
+            found, slices that disagree (orientation, size, pixel spacing), duplicate slice
+            positions, uneven slice gaps (a missing slice), a colour series, or a bad file under
+            "raise"; the message names the file at fault.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for k, z in enumerate([10.0, 12.5, 15.0]):
+        ...     _ = write_image(folder / f"IM{k}.dcm", np.full((2, 3), k, np.int16),
+        ...                     series_instance_uid="1.2.3", image_position=(-5, -6, z),
+        ...                     pixel_spacing=(0.5, 0.75))
+        >>> volume = read_series(folder)
+        >>> volume.shape, volume.array.dtype, volume.spacing
+        ((3, 2, 3), dtype('int16'), (2.5, 0.5, 0.75))
+        >>> volume.world((2, 0, 0)).tolist()   # RAS: x and y of the DICOM position negated
+        [5.0, 6.0, 15.0]
+    """
+    problems = _problem_log(on_error)
+    if not (isinstance(slice_tolerance, (int, float)) and 0 < slice_tolerance < 1):
+        raise ConfigError(f"slice_tolerance must be a fraction between 0 and 1, "
+                          f"got {slice_tolerance!r}")
+    series = _scan(source, problems)
+    where = source if isinstance(source, (str, Path)) else "DICOM files"
+    if series_instance_uid is not None:
+        chosen = series.get(str(series_instance_uid).strip())
+        if chosen is None:
+            raise DataError(where, f"no series with SeriesInstanceUID {series_instance_uid}; "
+                                   f"found: {_series_list(series)}")
+    elif len(series) > 1:
+        raise DataError(where, f"holds {len(series)} series; pass the SeriesInstanceUID of the "
+                               f"one to read: {_series_list(series)}")
+    else:
+        chosen = next(iter(series.values()))
+    slices = [chosen.slices[path] for path in chosen.files]
+    slices, affine = _arrange(slices, slice_tolerance)
+    arrays, kept = [], []
+    for item in slices:
+        try:
+            image = read_image(item.header.path)
+        except DataError as exc:
+            problems.report_error(exc)
+            continue
+        if image.array.shape != (item.rows, item.cols):
+            problems.report(item.header.path, f"pixel array of shape {image.array.shape}, "
+                                              f"expected ({item.rows}, {item.cols})")
+            continue
+        arrays.append(image.array)
+        kept.append(item)
+    if not kept:
+        raise DataError(where, "no slice of the series could be read")
+    if len(kept) < len(slices):  # skipped slices: check the rest still forms an even stack
+        kept, affine = _arrange(kept, slice_tolerance)
+    volume = np.stack(arrays, axis=0)
+    volume = _stored_type(volume, kept)
+    files = [item.header.path for item in kept]
+    logger.info("read series %s: %d slices of %dx%d, %s", chosen.series_instance_uid,
+                len(kept), kept[0].rows, kept[0].cols, volume.dtype)
+    meta = {"series_instance_uid": chosen.series_instance_uid, "description": chosen.description,
+            "modality": chosen.modality, "files": files,
+            "problems": [str(p) for p in problems.problems]}
+    path = str(source) if isinstance(source, (str, Path)) else str(Path(files[0]).parent)
+    return Volume(volume, affine, header=None, path=path, meta=meta)
+
+
+def _problem_log(on_error):
+    from tfseg.datasets.problems import ProblemLog  # a leaf module (errors only), no cycle
+
+    return ProblemLog(on_error)
+
+
+@dataclasses.dataclass
+class _Series(SeriesInfo):
+    slices: dict = dataclasses.field(default_factory=dict)
+
+
+def _scan(source, problems):
+    """{series uid: _Series} for the images of `source` (headers only), bad files reported."""
+    from_folder = isinstance(source, (str, Path))
+    if from_folder:
+        folder = Path(source)
+        if not folder.exists():
+            raise DataError(source, "folder not found")
+        if not folder.is_dir():
+            raise DataError(source, "is not a folder; pass a folder or a list of DICOM files")
+        paths = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(folder).parts))
+    else:
+        try:
+            paths = [Path(p) for p in source]
+        except TypeError:
+            raise ConfigError(f"source must be a folder or a list of files, got {source!r}"
+                              ) from None
+    series = {}
+    for path in paths:
+        if from_folder and path.name.upper() == "DICOMDIR":
+            continue
+        item = _scan_file(path, problems, from_folder)
+        if item is None:
+            continue
+        uid = item.header.series_instance_uid
+        entry = series.get(uid)
+        if entry is None:
+            entry = series[uid] = _Series(uid, item.description, item.series_number,
+                                          item.header.modality, [])
+        entry.files.append(item.header.path)
+        entry.slices[item.header.path] = item
+    if not series:
+        where = source if from_folder else "DICOM files"
+        raise DataError(where, "no DICOM image series found" + (
+            f" ({len(problems)} file(s) skipped)" if len(problems) else ""))
+    return dict(sorted(series.items(), key=lambda kv: (kv[1].series_number is None,
+                                                       kv[1].series_number or 0, kv[0])))
+
+
+def _scan_file(path, problems, from_folder):
+    """The `_Slice` of one file, or None (not an image in a folder scan, or reported bad)."""
+    try:
+        ds = _read_dataset(path, stop_before_pixels=True)
+    except DataError as exc:
+        if from_folder and not pydicom.misc.is_dicom(path):
+            logger.debug("%s: not DICOM, passed over", path)
+            return None
+        problems.report_error(exc)
+        return None
+    if "Rows" not in ds or "Columns" not in ds:
+        if from_folder:
+            logger.info("%s: not an image (%s), passed over", path, _text(ds, "Modality") or "?")
+            return None
+        problems.report(path, "not an image: no Rows/Columns")
+        return None
+    header = _header(ds, path)
+    missing = [name for name, value in (("SeriesInstanceUID", header.series_instance_uid),
+                                        ("ImagePositionPatient", header.image_position),
+                                        ("ImageOrientationPatient", header.image_orientation),
+                                        ("PixelSpacing", header.pixel_spacing)) if value is None]
+    if missing:
+        problems.report(path, f"missing or malformed {', '.join(missing)}: the slice cannot be "
+                              f"placed in a series")
+        return None
+    frames = _number(ds, "NumberOfFrames", path, int) or 1
+    if frames > 1:
+        problems.report(path, f"multi-frame file ({frames} frames); a series is read from "
+                              f"single-frame slices, read this file with read_image")
+        return None
+    rows, cols = _number(ds, "Rows", path, int), _number(ds, "Columns", path, int)
+    if not rows or not cols:
+        problems.report(path, "missing or zero Rows/Columns")
+        return None
+    return _Slice(header=header, rows=rows, cols=cols, frames=frames,
+                  samples=_number(ds, "SamplesPerPixel", path, int) or 1,
+                  bits=_number(ds, "BitsAllocated", path, int),
+                  signed=_number(ds, "PixelRepresentation", path, int) == 1,
+                  modality_lut=_first_item(ds, "ModalityLUTSequence") is not None,
+                  description=_text(ds, "SeriesDescription"),
+                  series_number=_number(ds, "SeriesNumber", path, int))
+
+
+def _series_list(series):
+    return "; ".join(str(s) for s in series.values())
+
+
+def _arrange(slices, tolerance):
+    """Slices sorted along their normal, checked, and the RAS affine of the stack."""
+    first = slices[0]
+    orientation = np.array(first.header.image_orientation, dtype=np.float64)
+    spacing = np.array(first.header.pixel_spacing, dtype=np.float64)
+    for item in slices[1:]:
+        path = item.header.path
+        if not np.allclose(item.header.image_orientation, orientation, atol=_COSINE_TOLERANCE):
+            raise DataError(path, f"ImageOrientationPatient {list(item.header.image_orientation)} "
+                                  f"differs from {list(orientation)} in {first.header.path}")
+        if (item.rows, item.cols) != (first.rows, first.cols):
+            raise DataError(path, f"image size {item.rows}x{item.cols} differs from "
+                                  f"{first.rows}x{first.cols} in {first.header.path}")
+        if not np.allclose(item.header.pixel_spacing, spacing, rtol=_SPACING_TOLERANCE):
+            raise DataError(path, f"PixelSpacing {list(item.header.pixel_spacing)} differs from "
+                                  f"{list(spacing)} in {first.header.path}")
+        if item.samples != 1:
+            raise DataError(path, "colour image: a series volume is read from grayscale slices")
+    if first.samples != 1:
+        raise DataError(first.header.path, "colour image: a series volume is read from "
+                                           "grayscale slices")
+    row_cosine, col_cosine = orientation[:3], orientation[3:]
+    if not (abs(np.linalg.norm(row_cosine) - 1) < 1e-2 and abs(np.linalg.norm(col_cosine) - 1)
+            < 1e-2 and abs(row_cosine @ col_cosine) < 1e-2):
+        raise DataError(first.header.path, f"ImageOrientationPatient {list(orientation)} is not "
+                                           f"two orthogonal unit vectors")
+    normal = np.cross(row_cosine, col_cosine)
+    positions = np.array([item.header.image_position for item in slices], dtype=np.float64)
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    slices = [slices[i] for i in order]
+    positions, along = positions[order], along[order]
+    if len(slices) == 1:
+        thickness = first.header.slice_thickness or 1.0
+        step = normal * thickness
+        logger.info("%s: single-slice series, slice spacing taken as %g mm", first.header.path,
+                    thickness)
+    else:
+        gaps = np.diff(along)
+        for k, gap in enumerate(gaps):
+            if gap < 1e-3:
+                raise DataError(slices[k + 1].header.path,
+                                f"same slice position ({along[k]:.4f} mm along the normal) as "
+                                f"{slices[k].header.path}: duplicate slice (several acquisitions, "
+                                f"echoes or time points in one series?)")
+        usual = float(np.median(gaps))
+        for k, gap in enumerate(gaps):
+            if abs(gap - usual) > tolerance * usual:
+                raise DataError(slices[k + 1].header.path,
+                                f"uneven slice spacing: {gap:.4g} mm from the previous slice "
+                                f"{slices[k].header.path}, while the series' usual gap is "
+                                f"{usual:.4g} mm (a missing or extra slice?)")
+        step = (positions[-1] - positions[0]) / (len(slices) - 1)
+        expected = positions[0] + np.arange(len(slices))[:, None] * step
+        off = np.linalg.norm(positions - expected, axis=1)
+        worst = int(np.argmax(off))
+        if off[worst] > tolerance * np.linalg.norm(step):
+            raise DataError(slices[worst].header.path,
+                            f"ImagePositionPatient is {off[worst]:.4g} mm off the line through "
+                            f"the first and last slices of the series")
+    lps = np.eye(4)
+    lps[:3, 0] = row_cosine * spacing[1]  # i: along a row, one column per step
+    lps[:3, 1] = col_cosine * spacing[0]  # j: down a column, one row per step
+    lps[:3, 2] = step
+    lps[:3, 3] = positions[0]
+    return slices, _LPS_TO_RAS @ lps
+
+
+def _stored_type(volume, slices):
+    """The float32 stack as its stored integer type when no slice was rescaled, else as is."""
+    if any(item.header.rescale_slope != 1.0 or item.header.rescale_intercept != 0.0
+           or item.modality_lut for item in slices):
+        return volume
+    kinds = {(item.bits, item.signed) for item in slices}
+    if len(kinds) != 1:
+        return volume
+    bits, signed = kinds.pop()
+    if bits not in (8, 16):
+        return volume  # float32 already holds 8/16-bit values exactly, not 32-bit ones
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
+    converted = volume.astype(dtype)
+    return converted if np.array_equal(converted, volume) else volume

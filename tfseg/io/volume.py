@@ -51,7 +51,7 @@ class Volume:
 
     @property
     def spacing(self):
-        """Voxel size in mm in memory order `(dz, dy, dx)` (norms of the affine's k, j, i columns)."""
+        """Voxel size in mm, memory order `(dz, dy, dx)`: norms of the affine's k, j, i columns."""
         norms = np.linalg.norm(self.affine[:3, :3], axis=0)
         return tuple(float(v) for v in norms[::-1])
 

@@ -10,5 +10,7 @@ Example:
 """
 from tfseg.models.registry import build_model, get_builder, list_models, register_model
 from tfseg.models.fcn import fcn8s, fcn_alexnet
+from tfseg.models.segresnet import inference_model, segresnet, segresnet_vae
 
-__all__ = ["build_model", "fcn8s", "fcn_alexnet", "get_builder", "list_models", "register_model"]
+__all__ = ["build_model", "fcn8s", "fcn_alexnet", "get_builder", "inference_model", "list_models", "register_model",
+           "segresnet", "segresnet_vae"]

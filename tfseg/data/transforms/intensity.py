@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfseg.errors import ConfigError
 
-NORMALIZATIONS = ("zscore", "minmax", "none")
+NORMALIZATIONS = ("zscore", "zscore_nonzero", "minmax", "none")
 
 
 def check_normalization(method):
@@ -29,7 +29,9 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
 
     Args:
         image: float tensor `(H, W, C)` or `(D, H, W, C)`.
-        method: "zscore" (zero mean, unit standard deviation), "minmax" (to [0, 1]) or "none".
+        method: "zscore" (zero mean, unit standard deviation over the whole image), "zscore_nonzero"
+            (per channel, statistics over the channel's non-zero voxels, zeros stay zero: for
+            skull-stripped MRI such as BraTS), "minmax" (to [0, 1]) or "none".
         eps: guards constant images, which map to all zeros instead of NaN.
 
     Returns:
@@ -39,6 +41,8 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
     image = tf.cast(image, tf.float32)
     if method == "none":
         return image
+    if method == "zscore_nonzero":
+        return zscore_nonzero_channels(image, eps)
     if method == "zscore":
         mean = tf.reduce_mean(image)
         std = tf.math.reduce_std(image)
@@ -46,6 +50,24 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
     low = tf.reduce_min(image)
     high = tf.reduce_max(image)
     return (image - low) / tf.maximum(high - low, eps)
+
+
+def zscore_nonzero_channels(image, eps=1e-6):
+    """Per channel: subtract the mean and divide by the std of its non-zero voxels; zeros stay zero.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> x = tf.constant([0.0, 2.0, 4.0])[:, None]
+        >>> [round(float(v), 3) for v in tf.reshape(zscore_nonzero_channels(x), [-1])]
+        [0.0, -1.0, 1.0]
+    """
+    image = tf.cast(image, tf.float32)
+    mask = tf.cast(tf.not_equal(image, 0.0), tf.float32)
+    axes = list(range(image.shape.rank - 1))
+    count = tf.maximum(tf.reduce_sum(mask, axis=axes), 1.0)
+    mean = tf.reduce_sum(image * mask, axis=axes) / count
+    variance = tf.reduce_sum(tf.square(image - mean) * mask, axis=axes) / count
+    return (image - mean) / tf.maximum(tf.sqrt(variance), eps) * mask
 
 
 def normalize_batch(images, method="zscore", eps=1e-6):
