@@ -20,6 +20,7 @@ next to a model that predicts nothing, and write `model.keras`, `saved_model/` a
 import sys
 
 from tfseg.workflows import sunnybrook as sb
+from tfseg.workflows.recipe import recipe_main
 
 CPU_DEFAULTS = sb.SunnybrookConfig(
     data=sb.DataSection(image_size=256),
@@ -30,7 +31,7 @@ CPU_DEFAULTS = sb.SunnybrookConfig(
 
 
 def main(argv=None):
-    return sb.recipe_main(argv, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
+    return recipe_main(argv, sb, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
 
 
 if __name__ == "__main__":

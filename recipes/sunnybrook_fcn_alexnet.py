@@ -16,6 +16,7 @@ the published sizes (full width, 4096-wide fc6/fc7, 256x256).
 import sys
 
 from tfseg.workflows import sunnybrook as sb
+from tfseg.workflows.recipe import recipe_main
 
 CPU_DEFAULTS = sb.SunnybrookConfig(
     data=sb.DataSection(image_size=256),
@@ -26,7 +27,7 @@ CPU_DEFAULTS = sb.SunnybrookConfig(
 
 
 def main(argv=None):
-    return sb.recipe_main(argv, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
+    return recipe_main(argv, sb, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,19 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys):
     assert "missing.json: config file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth", "sunnybrook", str(tmp_path), "--bogus"])
+
+
+def test_convert_a_dicom_series(tmp_path):
+    import numpy as np
+
+    from tfseg.io.dicom import write_image
+    from tfseg.io.nifti import read_nifti
+
+    for k in range(4):
+        write_image(tmp_path / "dcm" / f"slice{k}.dcm", np.full((8, 8), k * 10, np.uint16),
+                    pixel_spacing=(1.0, 1.0), image_position=(0.0, 0.0, 2.0 * k), instance_number=k + 1,
+                    series_instance_uid="1.2.3.4", slice_thickness=2.0)
+    assert main(["convert", str(tmp_path / "dcm"), str(tmp_path / "out.nii.gz")]) == 0
+    volume = read_nifti(tmp_path / "out.nii.gz")
+    assert volume.shape == (4, 8, 8)
+    assert [int(volume.array[k, 0, 0]) for k in range(4)] == [0, 10, 20, 30]

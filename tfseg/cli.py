@@ -1,8 +1,11 @@
-"""The `tfseg` command: write synthetic data, train a workflow, export a model.
+"""The `tfseg` command: write synthetic data, train a workflow, convert DICOM, export a model.
 
     tfseg synth sunnybrook DATA_DIR [--cases 15] [--seed 0]
-    tfseg train sunnybrook [--config cfg.json] [recipe flags ...]
-    tfseg export MODEL.keras OUT_DIR [--image-size 128] [--normalization zscore]
+    tfseg train sunnybrook|brats [--config cfg.json] [recipe flags ...]
+    tfseg merge-labels --wt wt.nii.gz --tc tc.nii.gz --et et.nii.gz labels.nii.gz
+    tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label]
+    tfseg export MODEL.keras OUT [--format savedmodel|onnx|tflite|tensorrt] [--image-size 128]
+                 [--normalization zscore] [--input-shape 1,256,256,1] [--precision fp16] ...
 
 Example:
     >>> main(["synth", "--help"])  # doctest: +SKIP
@@ -21,18 +24,53 @@ def _synth(args):
 
         written = write_sunnybrook(args.out, num_cases=args.cases, seed=args.seed, image_size=args.image_size)
         print(f"images:   {written.image_dir}\ncontours: {written.contour_dir}")
+    else:
+        from tfseg.datasets.synthetic import write_brats
+
+        written = write_brats(args.out, num_cases=args.cases, seed=args.seed)
+        print(f"cases:    {written.root}\ndatalist: {written.datalist}")
     return 0
+
+
+WORKFLOWS = ("sunnybrook", "brats")
 
 
 def _train(args, rest):
-    from tfseg.workflows import sunnybrook as sb
+    import importlib
 
-    parser = sb.add_arguments(argparse.ArgumentParser(prog="tfseg train sunnybrook"), sb.SunnybrookConfig())
-    options = parser.parse_args(rest)
-    config = sb.config_from_args(options, sb.SunnybrookConfig())
-    metrics = sb.run(config)
-    print(sb.summary_table(metrics))
+    workflow = importlib.import_module(f"tfseg.workflows.{args.workflow}")
+    config_type = workflow.SunnybrookConfig if args.workflow == "sunnybrook" else workflow.BratsConfig
+    parser = argparse.ArgumentParser(prog=f"tfseg train {args.workflow}")
+    options = workflow.add_arguments(parser, config_type()).parse_args(rest)
+    metrics = workflow.run(workflow.config_from_args(options, config_type()))
+    print(workflow.summary_table(metrics))
     return 0
+
+
+def _merge_labels(args):
+    from tfseg.data.transforms.labels import merge_region_masks
+    from tfseg.errors import DataError
+    from tfseg.io.nifti import read_nifti, write_nifti
+
+    volumes = {name: read_nifti(path) for name, path in (("WT", args.wt), ("TC", args.tc), ("ET", args.et))}
+    shapes = {v.array.shape for v in volumes.values()}
+    if len(shapes) != 1:
+        raise DataError(args.wt, f"the WT, TC and ET masks differ in shape: {sorted(shapes)}")
+    labels = merge_region_masks(volumes["WT"].array, volumes["TC"].array, volumes["ET"].array, source=args.wt)
+    reference = volumes["WT"]
+    print(write_nifti(args.out, labels, reference.affine, header=reference.header, dtype="uint8"))
+    return 0
+
+
+def _shape(text):
+    """An argparse type: "1,256,256,1" -> (1, 256, 256, 1)."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,256,256,1, got {text!r}")
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes such as 1,256,256,1, got {text!r}")
+    return shape
 
 
 def _export(args):
@@ -41,15 +79,35 @@ def _export(args):
     import tfseg.losses  # noqa: F401  (registers custom objects)
     import tfseg.metrics  # noqa: F401
     import tfseg.models  # noqa: F401
-    from tfseg.export.savedmodel import ServingSpec, export_savedmodel
+    from tfseg.errors import ConfigError
+    from tfseg.export import export_model
+    from tfseg.export.savedmodel import ServingSpec
 
     model = keras.saving.load_model(args.model, compile=False)
     size = (args.image_size, args.image_size) if args.image_size else None
     names = tuple(args.class_names.split(",")) if args.class_names else ()
     spec = ServingSpec(image_size=size, stride=args.stride, in_channels=args.in_channels,
                        normalization=args.normalization, activation=args.activation, class_names=names)
-    path = export_savedmodel(model, args.out, spec)
-    print(json.dumps({"saved_model": path, "signature": "serving_default"}))
+    options = {}
+    preprocessing = not args.no_preprocessing
+    if args.format == "savedmodel":
+        if args.no_preprocessing:
+            raise ConfigError("--no-preprocessing applies to onnx, tflite and tensorrt; a SavedModel always "
+                              "carries the preprocessing signature")
+    elif args.format == "onnx":
+        options = {"opset": args.opset, "include_preprocessing": preprocessing}
+    elif args.format == "tflite":
+        options = {"input_shape": args.input_shape, "quantize": args.quantize,
+                   "include_preprocessing": preprocessing}
+    else:
+        options = {"precision": args.precision, "min_shape": args.min_shape, "opt_shape": args.input_shape,
+                   "max_shape": args.max_shape, "include_preprocessing": preprocessing}
+    path = export_model(model, args.out, args.format, spec, **options)
+    if args.format == "savedmodel":
+        print(json.dumps({"saved_model": path, "signature": "serving_default", "format": "savedmodel"}))
+    else:
+        print(json.dumps({"format": args.format, "path": str(path), "inputs": ["image"],
+                          "outputs": ["probabilities", "labels"]}))
     return 0
 
 
@@ -60,25 +118,47 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
-    synth.add_argument("dataset", choices=("sunnybrook",))
+    synth.add_argument("dataset", choices=("sunnybrook", "brats"))
     synth.add_argument("out", help="folder to write")
     synth.add_argument("--cases", type=int, default=15)
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--image-size", type=int, default=256)
+    synth.add_argument("--image-size", type=int, default=256, help="sunnybrook: image side")
 
     train = commands.add_parser("train", help="train a workflow (flags as in its recipe; --config JSON)",
                                 add_help=False)
-    train.add_argument("workflow", choices=("sunnybrook",))
+    train.add_argument("workflow", choices=WORKFLOWS)
 
-    export = commands.add_parser("export", help="export a .keras model as a SavedModel for TF Serving")
+    merge = commands.add_parser("merge-labels", help="merge WT/TC/ET region masks into one BraTS label map (1/2/4)")
+    merge.add_argument("--wt", required=True, help="whole-tumour mask (NIfTI)")
+    merge.add_argument("--tc", required=True, help="tumour-core mask (NIfTI)")
+    merge.add_argument("--et", required=True, help="enhancing-tumour mask (NIfTI)")
+    merge.add_argument("out", help="label map to write (NIfTI)")
+
+    from tfseg.io.convert import add_convert_arguments
+
+    add_convert_arguments(commands.add_parser("convert", help="convert a DICOM series to NIfTI (optionally resampled)"))
+
+    export = commands.add_parser("export", help="export a .keras model: SavedModel (TF Serving), ONNX, TFLite, "
+                                                "TensorRT")
     export.add_argument("model", help="a .keras file")
-    export.add_argument("out", help="SavedModel directory to write")
+    export.add_argument("out", help="SavedModel directory, .onnx, .tflite or TensorRT engine file to write")
+    export.add_argument("--format", default="savedmodel", choices=("savedmodel", "onnx", "tflite", "tensorrt"),
+                        help="savedmodel (default), onnx (needs tfseg[onnx]), tflite, tensorrt (TF-TRT or tensorrt)")
     export.add_argument("--image-size", type=int, help="training size: inputs are resized to it and back")
     export.add_argument("--stride", type=int, default=32, help="pad inputs to a multiple of this (no --image-size)")
     export.add_argument("--in-channels", type=int, default=1)
     export.add_argument("--normalization", default="zscore", choices=("zscore", "minmax", "none"))
     export.add_argument("--activation", default="softmax", choices=("softmax", "sigmoid"))
     export.add_argument("--class-names", help="comma-separated output channel names")
+    export.add_argument("--no-preprocessing", action="store_true",
+                        help="onnx/tflite/tensorrt: export the bare model (preprocessed input; 2D or 3D)")
+    export.add_argument("--input-shape", type=_shape, metavar="B,H,W,C",
+                        help="tflite: the fixed input shape; tensorrt: the optimal shape of the engine profile")
+    export.add_argument("--min-shape", type=_shape, metavar="B,H,W,C", help="tensorrt: smallest input shape")
+    export.add_argument("--max-shape", type=_shape, metavar="B,H,W,C", help="tensorrt: largest input shape")
+    export.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="tensorrt precision")
+    export.add_argument("--quantize", choices=("float16", "dynamic"), help="tflite post-training quantization")
+    export.add_argument("--opset", type=int, default=17, help="onnx opset")
     return parser
 
 
@@ -95,6 +175,13 @@ def main(argv=None):
             return _synth(args)
         if args.command == "train":
             return _train(args, rest)
+        if args.command == "merge-labels":
+            return _merge_labels(args)
+        if args.command == "convert":
+            from tfseg.io.convert import run_convert
+
+            print(run_convert(args))
+            return 0
         return _export(args)
     except TfsegError as error:
         print(f"tfseg: error: {error}", file=sys.stderr)

@@ -50,7 +50,8 @@ def test_read_resolves_relative_paths_against_the_json_folder(tmp_path):
 def test_base_dir_overrides_the_json_folder(tmp_path):
     images, label = _brats_files(tmp_path / "data", "a")
     (tmp_path / "configs").mkdir()
-    path = _write(tmp_path / "configs" / "list.json", {"training": [{"image": [f"a/a_{m}.nii.gz" for m in MODS], "label": "a/a_seg.nii.gz"}]})
+    entry = {"image": [f"a/a_{m}.nii.gz" for m in MODS], "label": "a/a_seg.nii.gz"}
+    path = _write(tmp_path / "configs" / "list.json", {"training": [entry]})
     with pytest.raises(DataError, match=r"configs/a/a_t1.nii.gz: file listed .* not found"):
         read_datalist(path)
     record = read_datalist(path, base_dir=tmp_path / "data")["training"][0]

@@ -97,7 +97,7 @@ def test_determinism_and_seeds(first, cases, tmp_path):
     assert np.array_equal(_load(one.cases[0])[1], cases[0][2])
 
 
-def test_labels_values_and_nesting(cases):
+def _check_nesting(cases):
     for case, images, label in cases:
         assert label.dtype == np.uint8
         assert set(np.unique(label)) <= {0, 1, 2, 4}
@@ -107,10 +107,27 @@ def test_labels_values_and_nesting(cases):
         if case.case_id.endswith("3"):  # LGG-like: non-enhancing core
             assert not et.any()
         else:
-            assert et.any() and (label == 1).any()
+            assert et.any()
             assert not (_neighbours(label == 1) & ~tc).any()  # necrosis inside the enhancing rim
-    sizes = [(label > 0).sum() for _, _, label in cases]
-    assert sizes[2] < min(sizes[0], sizes[1])  # a small tumour
+
+
+def test_labels_values_and_nesting(cases):
+    _check_nesting(cases)
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    ds = write_brats(tmp_path_factory.mktemp("realistic"), num_cases=4, shape=(48, 48, 40), seed=5)
+    return [(case, *_load(case)) for case in ds.cases]
+
+
+def test_tumours_at_a_realistic_size(realistic):
+    _check_nesting(realistic)
+    sizes = [(label > 0).sum() for _, _, label in realistic]
+    assert sizes[2] < 0.5 * min(sizes[0], sizes[1])  # case 2 has a small tumour
+    for case, images, label in realistic:
+        assert 0.002 < (label > 0).sum() / (images[0] > 0).sum() < 0.25
+        assert (label == 1).any()  # necrosis (HGG) or the non-enhancing core (LGG)
 
 
 def test_skull_stripped_background_is_exactly_zero(cases):
@@ -136,18 +153,17 @@ def test_contrasts_follow_the_sequences(cases):
                 means[t1ce](normal) / means[t1](normal))  # enhancement beyond the gain difference
 
 
-def test_tissue_contrast_at_a_realistic_size(tmp_path):
-    ds = write_brats(tmp_path, num_cases=1, shape=(64, 64, 48), seed=5)
-    images, label = _load(ds.cases[0])
-    t1, t2, flair = (images[MODALITIES.index(m)].astype(np.float64) for m in ("t1", "t2", "flair"))
-    brain = t1 > 0
-    centre = np.zeros_like(brain)
-    centre[20:44, 20:44, 14:34] = True
-    deep, cortex = brain & centre & (label == 0), brain & ~centre & (label == 0)
-    assert t1[deep].mean() > t1[cortex].mean()  # white matter (deep) brighter than grey/CSF on T1
-    # the ventricles: bright on T2, dark on FLAIR
-    csf = deep & (t2 > np.percentile(t2[deep], 95))
-    assert flair[csf].mean() < flair[deep].mean()
+def test_tissue_contrast_at_a_realistic_size(realistic):
+    for case, images, label in realistic:
+        t1, t2, flair = (images[MODALITIES.index(m)].astype(np.float64) for m in ("t1", "t2", "flair"))
+        brain = t1 > 0
+        centre = np.zeros_like(brain)
+        centre[14:34, 12:36, 10:30] = True
+        deep, outer = brain & centre & (label == 0), brain & ~centre & (label == 0)
+        assert t1[deep].mean() > t1[outer].mean()  # white matter (deep) brighter than grey and CSF on T1
+        # CSF (the ventricles, the brightest deep voxels on T2) is dark on FLAIR and on T1
+        csf = deep & (t2 > np.percentile(t2[deep], 95))
+        assert flair[csf].mean() < flair[deep].mean() and t1[csf].mean() < t1[deep].mean()
 
 
 def test_ensure_reuses_and_rewrites(tmp_path):

@@ -37,8 +37,10 @@ Example:
     >>> cases = find_brats(ds.root)
     >>> [c.case_id for c in cases]
     ['BraTS2021_00000', 'BraTS2021_00001']
-    >>> [os.path.basename(p) for p in cases[0].images]
-    ['BraTS2021_00000_t1.nii.gz', 'BraTS2021_00000_t1ce.nii.gz', 'BraTS2021_00000_t2.nii.gz', 'BraTS2021_00000_flair.nii.gz']
+    >>> [parse_name(os.path.basename(p))[1] for p in cases[0].images]
+    ['t1', 't1ce', 't2', 'flair']
+    >>> os.path.basename(cases[0].label)
+    'BraTS2021_00000_seg.nii.gz'
 """
 import csv
 import dataclasses

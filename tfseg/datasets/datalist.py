@@ -113,9 +113,10 @@ def _parse_entry(entry, where, json_path, base_dir):
     case_id = None
     for key in _ID_KEYS:
         if key in entry:
-            if not _is_path(entry[key]) and not isinstance(entry[key], int):
-                raise DataError(json_path, f"{where}.{key}: expected a string, got {entry[key]!r}")
-            case_id = str(entry[key])
+            value = entry[key]
+            if not _is_path(value) and (not isinstance(value, int) or isinstance(value, bool)):
+                raise DataError(json_path, f"{where}.{key}: expected a string, got {value!r}")
+            case_id = str(value)
             break
     images = tuple(_resolve(p, base_dir) for p in image)
     label = None if label is None else _resolve(label, base_dir)

@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from tfseg.data.transforms.intensity import check_normalization, gray_to_rgb, normalize_intensity
+from tfseg.data.transforms.labels import regions_to_brats_labels
 from tfseg.errors import ConfigError
 
 METADATA_FILE = os.path.join("assets.extra", "tfseg.json")
@@ -49,6 +50,8 @@ class ServingSpec:
         normalization: per-image normalization applied first ("zscore", "zscore_nonzero", "minmax", "none").
         activation: "softmax" (labels = arg-max) or "sigmoid" (labels = probability > 0.5 per channel).
         class_names: names of the output channels, stored in the metadata.
+        label_map: None, or "brats": sigmoid WT/TC/ET channels are merged into one BraTS label map
+            (0/1/2/4, `tfseg.data.transforms.labels.regions_to_brats_labels`) as `labels`.
         extra: more JSON-serializable metadata (e.g. spacing, dataset, metrics).
     """
 
@@ -58,19 +61,22 @@ class ServingSpec:
     normalization: str = "zscore"
     activation: str = "softmax"
     class_names: tuple = ()
+    label_map: str = None
     extra: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self):
         return {**dataclasses.asdict(self), "signature": "serving_default",
-                "inputs": {"image": f"float32 (batch, height, width, {self.in_channels})"},
-                "outputs": {"probabilities": "float32 (batch, height, width, classes)",
-                            "labels": "int32 (batch, height, width)" if self.activation == "softmax"
-                            else "int32 (batch, height, width, classes)"}}
+                "inputs": {"image": f"float32 (batch, *spatial, {self.in_channels})"},
+                "outputs": {"probabilities": "float32 (batch, *spatial, classes)",
+                            "labels": "int32 (batch, *spatial)" if self.activation == "softmax" or self.label_map
+                            else "int32 (batch, *spatial, classes)"}}
 
 
 def serving_function(model, spec):
     """The `tf.function` body of the serving signature: raw images → {"probabilities", "labels"}."""
     check_normalization(spec.normalization)
+    if spec.label_map not in (None, "brats"):
+        raise ConfigError(f"label_map must be None or 'brats', got {spec.label_map!r}")
     if spec.activation not in ("softmax", "sigmoid"):
         raise ConfigError(f"activation must be 'softmax' or 'sigmoid', got {spec.activation!r}")
     model_channels = model.input_shape[-1]
@@ -86,7 +92,9 @@ def serving_function(model, spec):
         else:
             probabilities = _crop_like(model(_pad_to_multiple(x, spec.stride), training=False), image)
         probabilities = tf.cast(probabilities, tf.float32)
-        if spec.activation == "softmax":
+        if spec.label_map == "brats":
+            labels = tf.cast(regions_to_brats_labels(probabilities), tf.int32)
+        elif spec.activation == "softmax":
             labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         else:
             labels = tf.cast(probabilities > 0.5, tf.int32)

@@ -125,9 +125,8 @@ def count_windows(shape, roi_size, overlap=0.5):
 
 
 def _clip(start, roi, size):
-    """The window `[start, start + roi)` of the padded axis, as `(lo, hi)` in volume coordinates."""
-    before = max(roi - size, 0) // 2
-    return max(start - before, 0), min(start - before + roi, size)
+    """The window `[start, start + roi)` as `(lo, hi)` in volume coordinates (the whole axis if shorter)."""
+    return start, min(start + roi, size)
 
 
 # --------------------------------------------------------------------------------------------

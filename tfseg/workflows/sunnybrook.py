@@ -386,39 +386,3 @@ def config_from_args(args, defaults):
     if config.model.weights == "imagenet" and config.data.channels == 1:
         config = override(config, {"data.channels": 3})
     return config
-
-
-def recipe_main(argv, defaults, paper, description):
-    """Command-line entry of the Sunnybrook recipes: flags → config → `run` → summary table.
-
-    Args:
-        argv: command-line arguments (None: `sys.argv[1:]`).
-        defaults: the recipe's `SunnybrookConfig` (sized for a CPU).
-        paper: dotted-path overrides selected by `--paper` (the published sizes, for a GPU).
-        description: the recipe's help text.
-
-    Returns:
-        The process exit code: 0, or 2 after printing a tfseg error (bad file, bad config).
-    """
-    import argparse
-    import sys
-
-    from tfseg.errors import TfsegError
-    from tfseg.training.config import override
-
-    parser = add_arguments(argparse.ArgumentParser(description=description,
-                                                   formatter_class=argparse.RawDescriptionHelpFormatter), defaults)
-    parser.add_argument("--paper", action="store_true", help="the published model sizes (for a GPU)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = config_from_args(args, override(defaults, paper) if args.paper else defaults)
-        metrics = run(config)
-    except TfsegError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(summary_table(metrics))
-    if metrics.get("skipped_records"):
-        print(f"{metrics['skipped_records']} record(s) skipped: see the warnings above")
-    print(f"outputs in {os.path.abspath(config.output_dir)}")
-    return 0

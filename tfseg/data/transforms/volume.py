@@ -177,7 +177,7 @@ def crop_start(shape, size, seed, label=None, foreground_probability=0.0):
     fits = shape >= size_t
     centred = -((size_t - shape) // 2)
     room = tf.maximum(shape - size_t, 0)
-    seeds = tf.random.stateless_split(seed, 4)
+    seeds = tf.random.experimental.stateless_split(seed, 4)
     draws = tf.random.stateless_uniform([3], seed=seeds[0])
     uniform = tf.cast(tf.floor(draws * tf.cast(room + 1, tf.float32)), tf.int32)
     uniform = tf.where(fits, tf.minimum(uniform, room), centred)
