@@ -10,7 +10,7 @@ whole volumes. This pipeline does the cheap work on small dtypes first:
    `num_parallel_reads` threads decode cases in parallel). Each modality stays a separate
    `(D, H, W)` array of its stored small dtype (int16 for BraTS: no float32 whole volume, no
    stacking copy), the label becomes uint8, and the per-channel non-zero mean/std are computed
-   here in one float64 pass over each whole int16 volume (exact integer-valued sums).
+   here with exact int64 sums over each whole int16 volume (no float copy of it).
 3. **Crop first** (training): the random window is cut from each int16 modality and from the
    label, then stacked channels-last — only the crop is ever copied or converted.
 4. **Flip** the int16 crop and the label (random mirror per axis).
@@ -63,15 +63,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["brats_dataset", "check_cases", "decode_case", "nonzero_stats"]
 
-_CHUNK = 1 << 18  # voxels per float64 chunk in nonzero_stats (2 MiB: stays in cache)
 _SMALL_INTS = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
 
 
 def nonzero_stats(array):
     """Mean and population std of the non-zero voxels of one channel, in float64.
 
-    One pass over the volume in small chunks converted to float64 (integer volumes give exact
-    sums); zeros add nothing to the sums, so no mask is built.
+    One pass for the count and two reductions (sum, sum of squares) over the whole volume; zeros
+    add nothing to the sums, so no mask is built. Integer volumes are summed exactly in int64
+    (int16 squares summed over 2**33 voxels still fit), floating ones in float64.
 
     Args:
         array: numpy volume of any shape and real dtype.
@@ -88,11 +88,10 @@ def nonzero_stats(array):
     count = int(np.count_nonzero(flat))
     if not count:
         return 0.0, 1.0
-    total = square = 0.0
-    for begin in range(0, flat.size, _CHUNK):
-        chunk = flat[begin:begin + _CHUNK].astype(np.float64)
-        total += float(chunk.sum())
-        square += float(chunk @ chunk)
+    exact = flat.dtype.kind in "iub" and flat.dtype.itemsize <= 2
+    accumulator = np.int64 if exact else np.float64
+    total = float(flat.sum(dtype=accumulator))
+    square = float(np.einsum("i,i->", flat, flat, dtype=accumulator, casting="unsafe"))
     mean = total / count
     std = float(np.sqrt(max(square / count - mean * mean, 0.0)))
     return mean, (std if std > 0.0 else 1.0)

@@ -86,34 +86,14 @@ def default_spec(model):
     return ServingSpec(image_size=None, stride=32, in_channels=int(model.input_shape[-1] or 1))
 
 
-class _StaticChannels:
-    """Call a model with the channel axis of its input made static.
-
-    `tf.pad` with run-time paddings (the stride padding of the serving function) forgets every
-    static dimension, the channels included; Keras then routes the first convolution through an
-    XLA-compiled function (its grouped-convolution path), which ONNX, TFLite and TensorRT cannot
-    convert. `tf.ensure_shape` restores the channel count the model was built for.
-    """
-
-    def __init__(self, model):
-        self.model = model
-        self.input_shape = model.input_shape
-
-    def __call__(self, x, training=False):
-        import tensorflow as tf
-
-        x = tf.ensure_shape(x, (None,) * (len(self.input_shape) - 1) + (self.input_shape[-1],))
-        return self.model(x, training=training)
-
-
 def serving_endpoint(model, spec=None, include_preprocessing=True, input_shape=None):
     """The function every format exports, with its input signature.
 
     Args:
         model: a Keras model with input `(B, *spatial, C)`.
         spec: a `ServingSpec`, or None for `default_spec(model)`.
-        include_preprocessing: True: raw 2D images through the spec's preprocessing (the
-            SavedModel's serving function); False: the bare model (2D or 3D).
+        include_preprocessing: True: raw images through the spec's preprocessing (the
+            SavedModel's serving function); False: the bare model.
         input_shape: a full input shape `(B, *spatial, C)` to fix (None entries stay dynamic);
             None: batch and spatial sizes dynamic.
 
@@ -122,8 +102,7 @@ def serving_endpoint(model, spec=None, include_preprocessing=True, input_shape=N
         `tf.function`), a one-element list holding the `tf.TensorSpec` named "image", and the spec.
 
     Raises:
-        ConfigError: preprocessing asked for a model that is not 2D, or `input_shape` does not
-            fit the model (rank or channels).
+        ConfigError: `input_shape` does not fit the model (rank or channels).
 
     Example:
         >>> import keras
@@ -135,28 +114,21 @@ def serving_endpoint(model, spec=None, include_preprocessing=True, input_shape=N
     """
     import tensorflow as tf
 
-    from tfseg.export.savedmodel import serving_function
+    from tfseg.export.savedmodel import output_labels, serving_function
 
     spec = spec if spec is not None else default_spec(model)
     if spec.activation not in ("softmax", "sigmoid"):
         raise ConfigError(f"activation must be 'softmax' or 'sigmoid', got {spec.activation!r}")
     rank = len(model.input_shape)
     if include_preprocessing:
-        if rank != 4:
-            raise ConfigError(f"the preprocessing signature handles 2D models (input (B, H, W, C)); this model "
-                              f"takes {model.input_shape}: export it with include_preprocessing=False")
         channels = spec.in_channels
-        fn = serving_function(_StaticChannels(model), spec)
+        fn = serving_function(model, spec)
     else:
         channels = model.input_shape[-1]
 
         def fn(image):
             probabilities = tf.cast(model(image, training=False), tf.float32)
-            if spec.activation == "softmax":
-                labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-            else:
-                labels = tf.cast(probabilities > 0.5, tf.int32)
-            return {"probabilities": probabilities, "labels": labels}
+            return {"probabilities": probabilities, "labels": output_labels(probabilities, spec)}
 
     if input_shape is None:
         shape = (None,) * (rank - 1) + (channels,)

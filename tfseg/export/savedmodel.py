@@ -72,6 +72,15 @@ class ServingSpec:
                             else "int32 (batch, *spatial, classes)"}}
 
 
+def output_labels(probabilities, spec):
+    """The `labels` output: arg-max (softmax), 0/1 per channel (sigmoid), or a merged BraTS label map."""
+    if spec.label_map == "brats":
+        return tf.cast(regions_to_brats_labels(probabilities), tf.int32)
+    if spec.activation == "softmax":
+        return tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return tf.cast(probabilities > 0.5, tf.int32)
+
+
 def serving_function(model, spec):
     """The `tf.function` body of the serving signature: raw images → {"probabilities", "labels"}."""
     check_normalization(spec.normalization)
@@ -92,12 +101,7 @@ def serving_function(model, spec):
         else:
             probabilities = _crop_like(model(_pad_to_multiple(x, spec.stride), training=False), image)
         probabilities = tf.cast(probabilities, tf.float32)
-        if spec.label_map == "brats":
-            labels = tf.cast(regions_to_brats_labels(probabilities), tf.int32)
-        elif spec.activation == "softmax":
-            labels = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        else:
-            labels = tf.cast(probabilities > 0.5, tf.int32)
+        labels = output_labels(probabilities, spec)
         return {"probabilities": probabilities, "labels": labels}
 
     return serve
@@ -109,7 +113,9 @@ def _pad_to_multiple(x, stride):
     spatial = shape[1:-1]
     padded = (spatial + stride - 1) // stride * stride
     paddings = tf.concat([[[0, 0]], tf.stack([tf.zeros_like(spatial), padded - spatial], axis=1), [[0, 0]]], 0)
-    return tf.pad(x, paddings)
+    padded_x = tf.pad(x, paddings)
+    # run-time paddings lose every static size; keep the channels, or Keras takes a slower conv path
+    return tf.ensure_shape(padded_x, (None,) * (x.shape.rank - 1) + (x.shape[-1],))
 
 
 def _crop_like(y, reference):

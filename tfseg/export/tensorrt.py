@@ -161,7 +161,7 @@ def export_tensorrt(model, path, spec=None, precision="fp32", min_shape=None, op
         raise ConfigError(
             f"no TensorRT backend is available ({details}). Either use TF-TRT, which needs a GPU build of "
             f"TensorFlow <= 2.17 (pip install 'tensorflow[and-cuda]==2.17.*') and a GPU, or install TensorRT's "
-            f"Python package (pip install tensorrt; NVIDIA's index: --extra-index-url https://pypi.nvidia.com) "
+            f"Python package (pip install tensorrt, NVIDIA's CUDA 12/13 wheels; needs an NVIDIA GPU and driver) "
             f"together with 'tfseg[onnx]' to build an engine from ONNX. Found TensorFlow {tf.__version__}.")
     logger.info("TensorRT export with %s, precision %s, profile %s", details, precision, profile)
     if backend == "tf-trt":

@@ -2,7 +2,9 @@
 
 TFLite needs a fixed input shape: `input_shape=(1, H, W, C)`, else `(1, *spec.image_size,
 spec.in_channels)` when the spec resizes to a training size, else the model's own input shape
-when it is fully defined. The file has one signature, `serving_default`, with the input `image`
+when it is fully defined. A spec with `image_size` cannot be exported with its preprocessing:
+the antialiased resize (`ScaleAndTranslate`) has no TFLite kernel, builtin or Flex; export the
+bare model (`include_preprocessing=False`) and resize in the client. The file has one signature, `serving_default`, with the input `image`
 and the outputs `probabilities` and `labels`, as the SavedModel.
 
 The conversion goes through a temporary SavedModel written by `keras.export.ExportArchive`
@@ -110,6 +112,11 @@ def export_tflite(model, path, spec=None, include_preprocessing=True, quantize=N
             try:
                 flatbuffer = _convert(converter_class, staging, quantize, select_ops=True)
             except Exception as exc:
+                if "ScaleAndTranslate" in str(exc):
+                    raise TfsegError(f"{path}: the serving preprocessing resizes to the spec's image_size with "
+                                     f"antialiasing (TensorFlow op ScaleAndTranslate), which TFLite cannot run; "
+                                     f"export with include_preprocessing=False and resize in the client, or use "
+                                     f"a spec without image_size (inputs padded to the stride)") from None
                 raise TfsegError(f"{path}: the TFLite converter failed: {exc}") from None
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as stream:

@@ -185,8 +185,17 @@ def _check_arguments(model_name, num_classes, init_filters, norm_kind, dropout, 
                           f"got {output_activation!r}")
 
 
+def prior_bias(prior_probability):
+    """Head bias making every sigmoid start at `prior_probability` (Lin et al. 2017, focal loss); None: zeros."""
+    if prior_probability is None:
+        return "zeros"
+    if not 0.0 < prior_probability < 1.0:
+        raise ConfigError(f"prior_probability must be in (0, 1) or None, got {prior_probability!r}")
+    return keras.initializers.Constant(math.log(prior_probability / (1.0 - prior_probability)))
+
+
 def _segmentation_graph(inputs, num_classes, spatial_dims, init_filters, blocks_down, blocks_up, norm_kind,
-                        dropout, output_activation):
+                        dropout, output_activation, prior_probability=None):
     """The SegResNet layers on `inputs`; returns `(probabilities, encoder_end)`."""
     x = conv(spatial_dims, init_filters, 3, use_bias=False, name="stem_conv")(inputs)
     if dropout:
@@ -209,7 +218,7 @@ def _segmentation_graph(inputs, num_classes, spatial_dims, init_filters, blocks_
             x = residual_block(x, filters, spatial_dims, norm_kind, name=f"dec{level}_block{block}")
     x = norm_layer(norm_kind, name="head_norm")(x)
     x = layers.ReLU(name="head_relu")(x)
-    x = conv(spatial_dims, num_classes, 1, name="head_conv")(x)
+    x = conv(spatial_dims, num_classes, 1, bias_initializer=prior_bias(prior_probability), name="head_conv")(x)
     # float32 output (also under mixed precision), named for losses and metrics.
     probabilities = layers.Activation(output_activation or "linear", dtype="float32", name="probabilities")(x)
     return probabilities, encoder_end
@@ -222,7 +231,7 @@ def _segmentation_graph(inputs, num_classes, spatial_dims, init_filters, blocks_
 @register_model("segresnet")
 def segresnet(input_shape=(None, None, None, 4), num_classes=3, spatial_dims=3, init_filters=32,
               blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), norm="group", dropout=0.2,
-              output_activation="sigmoid", name="segresnet"):
+              output_activation="sigmoid", prior_probability=None, name="segresnet"):
     """SegResNet, the segmentation network of Myronenko 2018, in 2D or 3D.
 
     With the defaults and 4 input channels it has the architecture of the paper (32 initial
@@ -242,6 +251,9 @@ def segresnet(input_shape=(None, None, None, 4), num_classes=3, spatial_dims=3, 
         norm: "group" (8 groups), "batch", "instance", "layer" or "none".
         dropout: spatial dropout rate after the first convolution (0 or None: none).
         output_activation: "sigmoid", "softmax" or None (logits).
+        prior_probability: for sigmoid outputs, start every output at this probability (e.g. 0.01
+            for small tumours) instead of 0.5: the head's bias is set to its log-odds, so training
+            does not spend its first hundreds of steps pushing the background down.
         name: the model's name.
 
     Returns:
@@ -263,7 +275,7 @@ def segresnet(input_shape=(None, None, None, 4), num_classes=3, spatial_dims=3, 
     input_shape = check_input_shape(input_shape, spatial_dims, 2 ** (len(blocks_down) - 1), name)
     inputs = keras.Input(input_shape, name="image")
     probabilities, _ = _segmentation_graph(inputs, num_classes, spatial_dims, init_filters, blocks_down, blocks_up,
-                                           norm, dropout, output_activation)
+                                           norm, dropout, output_activation, prior_probability)
     return keras.Model(inputs, probabilities, name=name)
 
 
@@ -271,7 +283,7 @@ def segresnet(input_shape=(None, None, None, 4), num_classes=3, spatial_dims=3, 
 def segresnet_vae(input_shape=(160, 192, 128, 4), num_classes=3, spatial_dims=3, init_filters=32,
                   blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), norm="group", dropout=0.2,
                   output_activation="sigmoid", vae_latent=128, vae_filters=16, l2_weight=VAE_L2_WEIGHT,
-                  kl_weight=VAE_KL_WEIGHT, seed=None, name="segresnet_vae"):
+                  kl_weight=VAE_KL_WEIGHT, seed=None, prior_probability=None, name="segresnet_vae"):
     """SegResNet with Myronenko's variational-autoencoder branch: the training model of the paper.
 
     The VAE branch starts at the encoder's end: GroupNorm - ReLU - stride-2 conv3 to
@@ -294,6 +306,7 @@ def segresnet_vae(input_shape=(160, 192, 128, 4), num_classes=3, spatial_dims=3,
         l2_weight: weight of the reconstruction term (0.1).
         kl_weight: weight of the KL term (0.1).
         seed: seed of the sampling noise.
+        prior_probability: initial output probability, as in `segresnet`.
         name: the model's name.
 
     Returns:
@@ -332,7 +345,7 @@ def segresnet_vae(input_shape=(160, 192, 128, 4), num_classes=3, spatial_dims=3,
 
     inputs = keras.Input(input_shape, name="image")
     probabilities, encoder_end = _segmentation_graph(inputs, num_classes, spatial_dims, init_filters, blocks_down,
-                                                     blocks_up, norm, dropout, output_activation)
+                                                     blocks_up, norm, dropout, output_activation, prior_probability)
     top_filters = init_filters * 2 ** (len(blocks_down) - 1)
     small = tuple(size // divisor for size in spatial)
 
