@@ -25,10 +25,10 @@ from tfseg.workflows import brats
 from tfseg.workflows.recipe import recipe_main
 
 CPU_DEFAULTS = brats.BratsConfig(
-    data=brats.DataSection(crop_size=(32, 48, 48), synthetic_cases=10, foreground_probability=0.7,
+    data=brats.DataSection(crop_size=(32, 48, 48), synthetic_cases=12, foreground_probability=0.7,
                           crops_per_case=8),
     model=brats.ModelSection(init_filters=8, vae_latent=32, dropout=0.1),
-    train=brats.TrainSection(epochs=30, batch_size=2, learning_rate=1e-3),
+    train=brats.TrainSection(epochs=50, batch_size=2, learning_rate=1e-3),
     inference=brats.InferenceSection(overlap=0.5, window_batch_size=4),
     output_dir="runs/brats_segresnet_vae",
 )

@@ -233,3 +233,20 @@ def test_bad_inputs():
         sliding_window_inference(np.zeros((8, 8, 1)), ok, roi_size=4, blend="mean")
     with pytest.raises(ConfigError, match="pad_mode"):
         sliding_window_inference(np.zeros((8, 8, 1)), ok, roi_size=4, pad_mode="wrap")
+
+
+def test_crop_to_nonzero_matches_the_full_grid_inside_and_is_zero_outside():
+    import keras
+
+    from tfseg.inference.sliding_window import nonzero_box, predict_volume
+
+    inputs = keras.Input((None, None, None, 2))
+    model = keras.Model(inputs, keras.layers.Conv3D(3, 1, activation="sigmoid")(inputs))
+    volume = np.zeros((20, 24, 18, 2), np.float32)
+    volume[4:15, 3:20, 5:16] = np.random.default_rng(0).normal(size=(11, 17, 11, 2))
+    assert nonzero_box(volume) == (slice(4, 15), slice(3, 20), slice(5, 16))
+    cropped = predict_volume(model, volume, roi_size=(8, 8, 8), crop_to_nonzero=True)
+    full = predict_volume(model, volume, roi_size=(8, 8, 8))
+    np.testing.assert_allclose(cropped[4:15, 3:20, 5:16], full[4:15, 3:20, 5:16], atol=1e-5)
+    assert cropped.shape == full.shape and not cropped[:4].any() and not cropped[:, :, 16:].any()
+    assert not predict_volume(model, np.zeros_like(volume), roi_size=8, crop_to_nonzero=True).any()

@@ -98,12 +98,17 @@ class TrainSection:
 
 @dataclasses.dataclass
 class InferenceSection:
-    """Whole-volume inference: sliding windows of `roi_size` (default: the crop), Gaussian blending."""
+    """Whole-volume inference: sliding windows of `roi_size` (default: the crop), Gaussian blending.
+
+    `crop_to_nonzero` predicts only inside the brain's bounding box (skull-stripped input is zero
+    outside it): the same labels with about half the windows on BraTS volumes.
+    """
 
     roi_size: tuple[int, ...] | None = None
     overlap: float = 0.5
     window_batch_size: int = 2
     tta: bool = False
+    crop_to_nonzero: bool = True
     overlays: bool = True
 
 
@@ -284,7 +289,7 @@ def predict_case(config, network, case):
     roi = tuple(config.inference.roi_size or config.data.crop_size)
     probabilities = predict_volume(network, normalize_case(image), roi_size=roi, overlap=config.inference.overlap,
                                    window_batch_size=config.inference.window_batch_size, tta=config.inference.tta,
-                                   source=case.images[0])
+                                   crop_to_nonzero=config.inference.crop_to_nonzero, source=case.images[0])
     return probabilities, reference
 
 
