@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfseg.data.pipeline3d import brats_dataset, check_cases, decode_case, nonzero_stats
 from tfseg.data.transforms.volume import crop, zscore_nonzero
-from tfseg.datasets.problems import ProblemLog
+from tfseg.utils.problems import ProblemLog
 from tfseg.datasets.synthetic import write_brats
 from tfseg.errors import ConfigError, DataError
 

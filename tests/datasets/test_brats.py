@@ -4,7 +4,7 @@ import os
 import pytest
 
 from tfseg.datasets.brats import (LABELS, MODALITIES, REGIONS, BratsCase, find_brats, parse_name)
-from tfseg.datasets.problems import ProblemLog
+from tfseg.utils.problems import ProblemLog
 from tfseg.datasets.splits import split_by_patient
 from tfseg.datasets.synthetic import write_brats
 from tfseg.errors import ConfigError, DataError

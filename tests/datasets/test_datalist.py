@@ -7,7 +7,7 @@ import pytest
 from tfseg.datasets.brats import BratsCase
 from tfseg.datasets.datalist import (DatalistRecord, case_id_from_path, datalist_from_cases, read_datalist,
                                      write_datalist)
-from tfseg.datasets.problems import ProblemLog
+from tfseg.utils.problems import ProblemLog
 from tfseg.errors import ConfigError, DataError
 
 MODS = ("t1", "t1ce", "t2", "flair")

@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tfseg.datasets.problems import ProblemLog
+from tfseg.utils.problems import ProblemLog
 from tfseg.datasets.sunnybrook import (SAX_SERIES, SunnybrookRecord, canonical_case, find_sunnybrook, load_sample,
                                        series_table)
 from tfseg.datasets.synthetic import write_sunnybrook

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import os
 
-from tfseg.datasets.problems import ProblemLog
+from tfseg.utils.problems import ProblemLog
 from tfseg.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ whole volumes. This pipeline does the cheap work on small dtypes first:
 
 1. **Check headers** (nibabel, headers only) before building the dataset: every file exists and
    is readable, is 3D, and the modalities and the label share one shape. A bad case is reported
-   by file under `on_error` (see `tfseg.datasets.problems`).
+   by file under `on_error` (see `tfseg.utils.problems`).
 2. **Decode** each case in a `tf.numpy_function` (nibabel; zlib releases the GIL, so
    `num_parallel_reads` threads decode cases in parallel). Each modality stays a separate
    `(D, H, W)` array of its stored small dtype (int16 for BraTS: no float32 whole volume, no
@@ -55,7 +55,7 @@ import tensorflow as tf
 from tfseg.data.transforms.labels import brats_regions
 from tfseg.data.transforms.volume import _check_probability, _check_size, _crop_one, crop_start, flip_axes, \
     flip_mask, intensity_parameters
-from tfseg.datasets.problems import ProblemLog, check_policy
+from tfseg.utils.problems import ProblemLog, check_policy
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.nifti import read_nifti
 

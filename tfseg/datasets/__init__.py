@@ -3,7 +3,7 @@
 Importing this package is light (no TensorFlow, no pixel reading). The names below are loaded
 from their modules on first use:
 
-- `tfseg.datasets.problems`: the `on_error` policy and `ProblemLog`;
+- `tfseg.utils.problems`: the `on_error` policy and `ProblemLog`;
 - `tfseg.datasets.splits`: `split_by_group`, `split_by_patient`, `Split`;
 - `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
 - `tfseg.datasets.brats`: `find_brats`, `BratsCase`, `MODALITIES`, `LABELS`, `REGIONS`;
@@ -19,8 +19,8 @@ Example:
 import importlib
 
 _LAZY = {
-    "ProblemLog": "tfseg.datasets.problems",
-    "Problem": "tfseg.datasets.problems",
+    "ProblemLog": "tfseg.utils.problems",
+    "Problem": "tfseg.utils.problems",
     "Split": "tfseg.datasets.splits",
     "split_by_group": "tfseg.datasets.splits",
     "split_by_patient": "tfseg.datasets.splits",

@@ -49,7 +49,7 @@ import os
 import re
 from typing import Optional, Tuple
 
-from tfseg.datasets.problems import ProblemLog, check_policy
+from tfseg.utils.problems import ProblemLog, check_policy
 from tfseg.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def find_brats(root, modalities=MODALITIES, require_label=True, on_error="skip",
     if problems is None:
         problems = ProblemLog(check_policy(on_error))
     elif not isinstance(problems, ProblemLog):
-        raise ConfigError(f"problems must be a tfseg.datasets.problems.ProblemLog, got {type(problems).__name__}")
+        raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
     if root is None or not os.path.isdir(root):
         raise DataError(root, f"BraTS folder not found; expected a folder laid out as {LAYOUT}")
     root = os.fspath(root)

@@ -31,7 +31,7 @@ from typing import Optional, Tuple
 
 from tfseg.datasets import splits
 from tfseg.datasets.brats import parse_name
-from tfseg.datasets.problems import ProblemLog, check_policy
+from tfseg.utils.problems import ProblemLog, check_policy
 from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import atomic_write_json
 
@@ -178,7 +178,7 @@ def read_datalist(path, base_dir=None, sections=None, check_files=True, on_error
     if problems is None:
         problems = ProblemLog(check_policy(on_error))
     elif not isinstance(problems, ProblemLog):
-        raise ConfigError(f"problems must be a tfseg.datasets.problems.ProblemLog, got {type(problems).__name__}")
+        raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
     if isinstance(sections, str):
         sections = (sections,)
     if sections is not None and (not sections or not all(isinstance(s, str) and s for s in sections)):

@@ -769,7 +769,7 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
 
 
 def _problem_log(on_error):
-    from tfseg.datasets.problems import ProblemLog  # a leaf module (errors only), no cycle
+    from tfseg.utils.problems import ProblemLog  # a leaf module (errors only), no cycle
 
     return ProblemLog(on_error)
 

@@ -11,6 +11,8 @@ Example:
 from tfseg.models.registry import build_model, get_builder, list_models, register_model
 from tfseg.models.fcn import fcn8s, fcn_alexnet
 from tfseg.models.segresnet import inference_model, segresnet, segresnet_vae
+from tfseg.models.resunet import resunet
+from tfseg.models.unet import set_encoder_trainable, unet, unet_plus_plus
 
 __all__ = ["build_model", "fcn8s", "fcn_alexnet", "get_builder", "inference_model", "list_models", "register_model",
-           "segresnet", "segresnet_vae"]
+           "resunet", "segresnet", "segresnet_vae", "set_encoder_trainable", "unet", "unet_plus_plus"]

@@ -247,3 +247,157 @@ def _is_positive_int(value):
         return operator.index(value) > 0
     except TypeError:
         return False
+
+
+# --------------------------------------------------------------------------------------------
+# Blocks: small graphs of layers, applied to a tensor, shared by the encoder-decoder families.
+# --------------------------------------------------------------------------------------------
+
+def _uses_bias(norm_kind):
+    """A convolution needs its own bias only when no normalization (which has a shift) follows it."""
+    return norm_kind is None or norm_kind == "none"
+
+
+def conv_norm_relu(x, filters, *, spatial_dims=2, norm_kind="batch", kernel_size=3, strides=1, name):
+    """Convolution - normalization - ReLU, the U-Net decoder's unit.
+
+    The convolution is bias-free unless `norm_kind` is "none"/None. Layers are named
+    `{name}_conv`, `{name}_norm`, `{name}_relu`.
+
+    Args:
+        x: the input tensor, channels last.
+        filters: output channels.
+        spatial_dims: 2 or 3.
+        norm_kind: a `norm` kind.
+        kernel_size: int or tuple.
+        strides: int or tuple.
+        name: prefix of the layer names.
+
+    Returns:
+        The output tensor.
+
+    Example:
+        >>> import keras
+        >>> conv_norm_relu(keras.Input((16, 16, 3)), 8, strides=2, name="unit").shape
+        (None, 8, 8, 8)
+    """
+    x = conv(spatial_dims, filters, kernel_size, strides, use_bias=_uses_bias(norm_kind), name=f"{name}_conv")(x)
+    x = norm(norm_kind, name=f"{name}_norm")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def residual_block_preact(x, filters, *, spatial_dims=2, norm_kind="batch", strides=1, preactivate=True, name):
+    """Pre-activated residual block with a projected shortcut (He et al. 2016; ResUNet, Zhang et al. 2018).
+
+    Residual path: norm - ReLU - conv3 (stride `strides`) - norm - ReLU - conv3. Shortcut: the
+    input through a 1x1 convolution (stride `strides`) and a normalization when the stride or the
+    channel count changes, else the input itself. The two are added. With `preactivate=False`
+    the first norm - ReLU is left out, so the first convolution sees the raw input (ResUNet's
+    first block, which reads the image).
+
+    Args:
+        x: the input tensor, channels last.
+        filters: output channels.
+        spatial_dims: 2 or 3.
+        norm_kind: a `norm` kind.
+        strides: stride of the first convolution and of the shortcut (2 halves the size).
+        preactivate: whether the residual path starts with norm - ReLU.
+        name: prefix of the layer names (`{name}_conv1`, `{name}_shortcut_conv`, `{name}_add`, ...).
+
+    Returns:
+        The output tensor.
+
+    Example:
+        >>> import keras
+        >>> residual_block_preact(keras.Input((16, 16, 4)), 8, strides=2, name="down1").shape
+        (None, 8, 8, 8)
+    """
+    bias = _uses_bias(norm_kind)
+    y = x
+    if preactivate:
+        y = norm(norm_kind, name=f"{name}_norm1")(y)
+        y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = conv(spatial_dims, filters, 3, strides, use_bias=bias, name=f"{name}_conv1")(y)
+    y = norm(norm_kind, name=f"{name}_norm2")(y)
+    y = layers.ReLU(name=f"{name}_relu2")(y)
+    y = conv(spatial_dims, filters, 3, use_bias=bias, name=f"{name}_conv2")(y)
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = conv(spatial_dims, filters, 1, strides, use_bias=bias, name=f"{name}_shortcut_conv")(x)
+        shortcut = norm(norm_kind, name=f"{name}_shortcut_norm")(shortcut)
+    return layers.Add(name=f"{name}_add")([shortcut, y])
+
+
+def decoder_block(x, skips, filters, *, spatial_dims=2, norm_kind="batch", residual=False, name):
+    """One decoder step of a U-Net: upsample 2x, concatenate the skips, then convolve.
+
+    The convolutions are conv3 - norm - ReLU twice (U-Net, UNet++; as segmentation_models_pytorch's
+    `DecoderBlock`), or, with `residual=True`, one `residual_block_preact` (ResUNet). Upsampling
+    is nearest-neighbour.
+
+    Args:
+        x: the coarser tensor, channels last.
+        skips: a tensor, a list of tensors (UNet++'s dense skips) or None, all at twice the
+            spatial size of `x`.
+        filters: output channels.
+        spatial_dims: 2 or 3.
+        norm_kind: a `norm` kind.
+        residual: a pre-activated residual block instead of the two convolutions.
+        name: prefix of the layer names (`{name}_up`, `{name}_concat`, ...).
+
+    Returns:
+        The output tensor, at twice the spatial size of `x`.
+
+    Example:
+        >>> import keras
+        >>> x, skip = keras.Input((8, 8, 16)), keras.Input((16, 16, 4))
+        >>> decoder_block(x, skip, 8, name="dec").shape
+        (None, 16, 16, 8)
+    """
+    x = upsample(spatial_dims, 2, name=f"{name}_up")(x)
+    if skips is not None and not isinstance(skips, (list, tuple)):
+        skips = [skips]
+    if skips:
+        x = layers.Concatenate(name=f"{name}_concat")([x, *skips])
+    if residual:
+        return residual_block_preact(x, filters, spatial_dims=spatial_dims, norm_kind=norm_kind, name=f"{name}_block")
+    x = conv_norm_relu(x, filters, spatial_dims=spatial_dims, norm_kind=norm_kind, name=f"{name}_unit1")
+    return conv_norm_relu(x, filters, spatial_dims=spatial_dims, norm_kind=norm_kind, name=f"{name}_unit2")
+
+
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", None)
+
+
+def segmentation_head(x, num_classes, *, spatial_dims=2, output_activation="sigmoid", name="head"):
+    """A 1x1 convolution to `num_classes` channels and the named float32 output layer.
+
+    The output layer is named "probabilities" ("logits" when `output_activation` is None) and
+    computes in float32 even under a mixed-precision policy.
+
+    Args:
+        x: the input tensor, channels last.
+        num_classes: output channels.
+        spatial_dims: 2 or 3.
+        output_activation: "sigmoid" (per channel), "softmax" (over channels) or None (logits).
+        name: the 1x1 convolution's name.
+
+    Returns:
+        The output tensor.
+
+    Raises:
+        ConfigError: for an unknown `output_activation`.
+
+    Example:
+        >>> import keras
+        >>> y = segmentation_head(keras.Input((8, 8, 4)), 2, output_activation="softmax")
+        >>> y.shape, y.dtype
+        ((None, 8, 8, 2), 'float32')
+    """
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ConfigError(f"output_activation must be 'sigmoid', 'softmax' or None (logits), got {output_activation!r}")
+    x = conv(spatial_dims, num_classes, 1, name=name)(x)
+    if output_activation is None:
+        return layers.Activation("linear", dtype="float32", name="logits")(x)
+    if output_activation == "softmax":
+        return layers.Softmax(axis=-1, dtype="float32", name="probabilities")(x)
+    return layers.Activation("sigmoid", dtype="float32", name="probabilities")(x)

@@ -137,7 +137,7 @@ class BratsData:
 def find_data(config):
     """The training and validation cases: from the datalist, a BraTS folder, or synthetic data."""
     from tfseg.datasets import brats, datalist, splits, synthetic
-    from tfseg.datasets.problems import ProblemLog
+    from tfseg.utils.problems import ProblemLog
 
     data = config.data
     problems = ProblemLog(data.on_error)

@@ -120,7 +120,7 @@ class DataSplit:
 def find_data(config):
     """Locate image/contour pairs (writing the synthetic dataset if no folders are given) and split by case."""
     from tfseg.datasets import splits, sunnybrook, synthetic
-    from tfseg.datasets.problems import ProblemLog
+    from tfseg.utils.problems import ProblemLog
 
     data = config.data
     use_synthetic = data.image_dir is None and data.contour_dir is None
