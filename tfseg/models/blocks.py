@@ -12,6 +12,7 @@ Example:
     >>> upsample(3, 2, mode="linear")(y).shape
     (None, 32, 32, 32, 8)
 """
+import numbers
 import operator
 
 from keras import layers
@@ -366,6 +367,18 @@ def decoder_block(x, skips, filters, *, spatial_dims=2, norm_kind="batch", resid
 
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", None)
+
+
+def check_head(model_name, num_classes, output_activation):
+    """Check `num_classes` (a positive int) and `output_activation`; raise `ConfigError` naming the rule."""
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ConfigError(f"{model_name}: num_classes must be a positive integer, got {num_classes!r}")
+    if output_activation not in OUTPUT_ACTIVATIONS:
+        raise ConfigError(f"{model_name}: output_activation must be 'sigmoid', 'softmax' or None (logits), "
+                          f"got {output_activation!r}")
+    if output_activation == "softmax" and num_classes == 1:
+        raise ConfigError(f"{model_name}: a softmax over num_classes=1 is always 1; use num_classes=2 with softmax, "
+                          "or output_activation='sigmoid' for one foreground channel")
 
 
 def segmentation_head(x, num_classes, *, spatial_dims=2, output_activation="sigmoid", name="head"):

@@ -24,13 +24,13 @@ from keras import layers
 
 from tfseg.errors import ConfigError
 from tfseg.models import weights as weights_lib
-from tfseg.models.blocks import check_input_shape, conv, conv_transpose, max_pool, scaled_filters
+from tfseg.models.blocks import check_head, check_input_shape, conv, conv_transpose, max_pool
+from tfseg.models.blocks import scaled_filters
 from tfseg.models.layers import LocalResponseNormalization, Scale
 from tfseg.models.registry import register_model
 
 
 STRIDE = 32
-OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", None)
 
 #: VGG16's convolution blocks: (filters, number of 3x3 convolutions).
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -42,20 +42,13 @@ ALEXNET_PRETRAINED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
 
 
 def _check_arguments(model_name, num_classes, fc_units, width, dropout, output_activation):
-    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ConfigError(f"{model_name}: num_classes must be a positive integer, got {num_classes!r}")
+    check_head(model_name, num_classes, output_activation)
     if not isinstance(fc_units, numbers.Integral) or isinstance(fc_units, bool) or fc_units < 1:
         raise ConfigError(f"{model_name}: fc_units must be a positive integer, got {fc_units!r}")
     if not isinstance(width, numbers.Real) or isinstance(width, bool) or not width > 0:
         raise ConfigError(f"{model_name}: width must be a positive number, got {width!r}")
     if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
         raise ConfigError(f"{model_name}: dropout must be in [0, 1), got {dropout!r}")
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ConfigError(f"{model_name}: output_activation must be 'softmax', 'sigmoid' or None (logits), "
-                          f"got {output_activation!r}")
-    if output_activation == "softmax" and num_classes == 1:
-        raise ConfigError(f"{model_name}: a softmax over num_classes=1 is always 1; use num_classes=2 with "
-                          "softmax, or output_activation='sigmoid' for one foreground channel")
 
 
 def _check_weights(model_name, weights):

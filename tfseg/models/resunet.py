@@ -22,9 +22,9 @@ import numbers
 import keras
 
 from tfseg.errors import ConfigError
-from tfseg.models.blocks import check_input_shape, decoder_block, residual_block_preact, segmentation_head
+from tfseg.models.blocks import check_head, check_input_shape, decoder_block, residual_block_preact, segmentation_head
 from tfseg.models.registry import register_model
-from tfseg.models.unet import ENCODER_PREFIX, check_filters, check_head, check_weights, finish_model
+from tfseg.models.unet import ENCODER_PREFIX, check_filters, check_weights, finish_model
 
 
 @register_model("resunet")

@@ -61,7 +61,7 @@ from keras import layers
 from tfseg.errors import ConfigError, DataError
 from tfseg.models import weights as weights_lib
 from tfseg.models.blocks import OUTPUT_ACTIVATIONS, check_input_shape, conv, decoder_block, max_pool, norm
-from tfseg.models.blocks import segmentation_head
+from tfseg.models.blocks import check_head, segmentation_head
 from tfseg.models.registry import register_model
 
 logger = logging.getLogger(__name__)
@@ -104,18 +104,6 @@ def check_weights(model_name, weights):
     if isinstance(weights, (str, os.PathLike)):
         return os.fspath(weights)
     raise ConfigError(f"{model_name}: weights must be None, 'imagenet' or a path to a weights file, got {weights!r}")
-
-
-def check_head(model_name, num_classes, output_activation):
-    """Check `num_classes` (a positive int) and `output_activation`; raise `ConfigError` naming the rule."""
-    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ConfigError(f"{model_name}: num_classes must be a positive integer, got {num_classes!r}")
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ConfigError(f"{model_name}: output_activation must be 'sigmoid', 'softmax' or None (logits), "
-                          f"got {output_activation!r}")
-    if output_activation == "softmax" and num_classes == 1:
-        raise ConfigError(f"{model_name}: a softmax over num_classes=1 is always 1; use num_classes=2 with softmax, "
-                          "or output_activation='sigmoid' for one foreground channel")
 
 
 def check_filters(model_name, what, filters, length=None):

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from tfseg.training.config import choice, to_dict
+from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
 
@@ -124,16 +125,6 @@ class BratsConfig:
     resume: bool = False
 
 
-@dataclasses.dataclass
-class BratsData:
-    """Training and validation cases, and the problems met while finding them."""
-
-    train: list
-    val: list
-    problems: object
-    synthetic: bool
-
-
 def find_data(config):
     """The training and validation cases: from the datalist, a BraTS folder, or synthetic data."""
     from tfseg.datasets import brats, datalist, splits, synthetic
@@ -158,7 +149,7 @@ def find_data(config):
         split = splits.split_by_patient(cases, val_fraction=data.val_fraction, seed=config.train.seed)
         train_cases, val_cases = split.train, split.val
     logger.info("%d training and %d validation cases", len(train_cases), len(val_cases))
-    return BratsData(list(train_cases), list(val_cases), problems, use_synthetic)
+    return DataSplit(list(train_cases), list(val_cases), problems, use_synthetic)
 
 
 def make_datasets(config, data):

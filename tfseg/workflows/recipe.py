@@ -9,12 +9,24 @@ Example:
     >>> recipe_main(["--help"], sunnybrook, sunnybrook.SunnybrookConfig(), {}, "demo")  # doctest: +SKIP
 """
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 
 from tfseg.errors import TfsegError
 from tfseg.training.config import override
+
+
+@dataclasses.dataclass
+class DataSplit:
+    """Training and validation records (split by patient), the problems met finding them, and
+    whether they come from the synthetic dataset."""
+
+    train: list
+    val: list
+    problems: object
+    synthetic: bool
 
 
 def recipe_main(argv, workflow, defaults, paper, description):

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from tfseg.training.config import choice, to_dict
+from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +106,6 @@ class SunnybrookConfig:
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
     output_dir: str = "runs/sunnybrook"
     resume: bool = False
-
-
-@dataclasses.dataclass
-class DataSplit:
-    """Records split by case, and the problems met while finding them."""
-
-    train: list
-    val: list
-    problems: object
-    synthetic: bool
 
 
 def find_data(config):
