@@ -56,3 +56,25 @@ def test_convert_a_dicom_series(tmp_path):
     volume = read_nifti(tmp_path / "out.nii.gz")
     assert volume.shape == (4, 8, 8)
     assert [int(volume.array[k, 0, 0]) for k in range(4)] == [0, 10, 20, 30]
+
+
+def test_merge_labels(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    wt = np.zeros((6, 5, 4), np.uint8)
+    wt[1:5, 1:4, 1:3] = 1
+    tc = np.zeros_like(wt)
+    tc[2:4, 2:3, 1:3] = 1
+    et = np.zeros_like(wt)
+    et[2, 2, 1] = 1
+    for name, mask in (("wt", wt), ("tc", tc), ("et", et)):
+        nib.save(nib.Nifti1Image(mask, affine), tmp_path / f"{name}.nii.gz")
+    args = ["merge-labels", "--wt", str(tmp_path / "wt.nii.gz"), "--tc", str(tmp_path / "tc.nii.gz"),
+            "--et", str(tmp_path / "et.nii.gz"), str(tmp_path / "labels.nii.gz")]
+    assert main(args) == 0
+    merged = nib.load(tmp_path / "labels.nii.gz")
+    np.testing.assert_allclose(merged.affine, affine)
+    labels = np.asanyarray(merged.dataobj)
+    assert labels[2, 2, 1] == 4 and labels[3, 2, 1] == 1 and labels[1, 1, 1] == 2 and labels[0, 0, 0] == 0

@@ -118,3 +118,30 @@ def test_config_from_json_and_flags(tmp_path):
     assert config.train.epochs == 5 and config.model.name == "segresnet"
     assert config.data.crop_size == (16, 24, 32)
     assert dataclasses.asdict(config)["inference"]["overlap"] == 0.5
+
+
+@pytest.mark.slow
+def test_fine_tuning_keeps_the_encoder_frozen_then_trains_it(tmp_path):
+    config = brats.BratsConfig(
+        output_dir=str(tmp_path / "run"),
+        data=brats.DataSection(synthetic_cases=3, synthetic_shape=(32, 32, 16), crop_size=(16, 16, 16),
+                               val_fraction=0.34, cache=False),
+        model=brats.ModelSection(name="segresnet", init_filters=8, blocks_down=(1, 1, 1), blocks_up=(1, 1),
+                                 dropout=0.0, freeze_encoder_epochs=1),
+        train=brats.TrainSection(epochs=1, batch_size=1, learning_rate=0.01, verbose=0))
+    data = brats.find_data(config)
+    train_ds, _ = brats.make_datasets(config, data)
+    model = brats.build(config)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers if layer.weights}
+    brats.train(config, model, train_ds, None)
+    encoder = {layer.name for layer in brats.encoder_layers(model)}
+    assert encoder and all(layer.trainable for layer in model.layers)  # unfrozen after the warm-up phase
+    changed = {name for name, weights in before.items()
+               if any(not np.array_equal(a, b) for a, b in zip(weights, model.get_layer(name).get_weights()))}
+    assert changed and not changed & encoder  # the decoder learned, the encoder did not move
+
+    pretrained = tmp_path / "pretrained.weights.h5"
+    model.save_weights(pretrained)
+    tuned = brats.build(dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(pretrained))))
+    for a, b in zip(model.get_weights(), tuned.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -197,8 +197,8 @@ def make_metrics():
 
 
 def encoder_layers(model):
-    """The layers of the shared encoder (names start with "enc" or "init" in the SegResNet builders)."""
-    return [layer for layer in model.layers if layer.name.startswith(("init", "enc", "down"))]
+    """The layers of the shared encoder: the stem and the `enc*` levels of the SegResNet builders."""
+    return [layer for layer in model.layers if layer.name.startswith(("stem", "enc"))]
 
 
 def train(config, model, train_ds, val_ds, strategy=None):
