@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from tfseg.training.config import choice, to_dict
+from tfseg.training.distributed import DISTRIBUTE_CHOICES, workflow_strategy
 from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class BratsConfig:
     inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
     output_dir: str = "runs/brats"
     resume: bool = False
+    distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
 
 def find_data(config):
@@ -238,7 +240,8 @@ def train(config, model, train_ds, val_ds, strategy=None):
             layer.trainable = encoder_trainable
         trainer = Trainer(model, loss, optimizer, metrics=make_metrics(), strategy=strategy)
         history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds,
-                              callbacks=default_callbacks(config.output_dir, monitor=monitor, mode="max"),
+                              callbacks=default_callbacks(config.output_dir, monitor=monitor, mode="max",
+                                                          is_chief=trainer.is_chief),
                               checkpoint_dir=os.path.join(config.output_dir, "checkpoints"),
                               resume=config.resume or index > 0, verbose=config.train.verbose)
     return history, time.perf_counter() - start
@@ -357,10 +360,11 @@ def export(config, model, metrics):
 
 def run(config):
     """All steps, in order; returns the metrics written to `metrics.json`."""
+    strategy = workflow_strategy(config.distribute)  # first: collectives need a fresh TF runtime
     data = find_data(config)
     train_ds, val_ds = make_datasets(config, data)
-    model = build(config)
-    history, seconds = train(config, model, train_ds, val_ds)
+    model = build(config, strategy)
+    history, seconds = train(config, model, train_ds, val_ds, strategy)
     metrics = evaluate(config, model, data.val, data, seconds)
     export(config, model, metrics)
     return metrics
@@ -402,6 +406,8 @@ def add_arguments(parser, defaults):
     parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
     parser.add_argument("--seed", type=int, help=f"seed ({defaults.train.seed})")
     parser.add_argument("--on-error", choices=("skip", "raise"), help="a bad case: skip it or stop")
+    parser.add_argument("--distribute", choices=DISTRIBUTE_CHOICES,
+                        help=f"distribution strategy; multiworker reads TF_CONFIG ({defaults.distribute})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -419,5 +425,5 @@ def config_from_args(args, defaults):
         "model.name": "segresnet" if args.no_vae else None, "train.epochs": args.epochs,
         "train.batch_size": args.batch_size, "train.learning_rate": args.learning_rate, "train.seed": args.seed,
         "train.verbose": 0 if args.quiet else None, "inference.tta": args.tta, "output_dir": args.output_dir,
-        "resume": args.resume,
+        "resume": args.resume, "distribute": args.distribute,
     })

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from tfseg.training.config import choice, to_dict
+from tfseg.training.distributed import DISTRIBUTE_CHOICES, workflow_strategy
 from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class SunnybrookConfig:
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
     output_dir: str = "runs/sunnybrook"
     resume: bool = False
+    distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
 
 def find_data(config):
@@ -223,7 +225,7 @@ def train(config, model, train_ds, val_ds, strategy=None):
     steps = int(train_ds.cardinality())
     optimizer = make_optimizer(config.train, steps)
     trainer = Trainer(model, make_loss(config.train.loss), optimizer, metrics=make_metrics(), strategy=strategy)
-    callbacks = default_callbacks(config.output_dir, monitor="val_dice", mode="max")
+    callbacks = default_callbacks(config.output_dir, monitor="val_dice", mode="max", is_chief=trainer.is_chief)
     start = time.perf_counter()
     history = trainer.fit(train_ds, epochs=config.train.epochs, validation_data=val_ds, callbacks=callbacks,
                           checkpoint_dir=os.path.join(config.output_dir, "checkpoints"), resume=config.resume,
@@ -302,10 +304,11 @@ def export(config, model, metrics):
 
 def run(config):
     """All steps, in order; returns the metrics dict written to `metrics.json`."""
+    strategy = workflow_strategy(config.distribute)  # first: collectives need a fresh TF runtime
     split = find_data(config)
     train_ds, val_ds, val_samples = make_datasets(config, split)
-    model = build(config)
-    history, seconds = train(config, model, train_ds, val_ds)
+    model = build(config, strategy)
+    history, seconds = train(config, model, train_ds, val_ds, strategy)
     metrics = evaluate(config, model, val_samples, split, seconds)
     export(config, model, metrics)
     return metrics
@@ -356,6 +359,8 @@ def add_arguments(parser, defaults):
     parser.add_argument("--seed", type=int, help=f"seed for the split, shuffling and augmentation ({train.seed})")
     parser.add_argument("--on-error", choices=("skip", "raise"), help=f"a bad file: skip it or stop ({data.on_error})")
     parser.add_argument("--synthetic-cases", type=int, help=f"cases in the synthetic dataset ({data.synthetic_cases})")
+    parser.add_argument("--distribute", choices=DISTRIBUTE_CHOICES,
+                        help=f"distribution strategy; multiworker reads TF_CONFIG ({defaults.distribute})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -371,7 +376,7 @@ def config_from_args(args, defaults):
         "data.synthetic_cases": args.synthetic_cases, "train.epochs": args.epochs,
         "train.batch_size": args.batch_size, "train.learning_rate": args.learning_rate, "train.seed": args.seed,
         "model.weights": args.weights, "output_dir": args.output_dir, "resume": args.resume,
-        "train.verbose": 0 if args.quiet else None,
+        "train.verbose": 0 if args.quiet else None, "distribute": args.distribute,
     }
     config = override(config, updates)
     if config.model.weights == "imagenet" and config.data.channels == 1:
