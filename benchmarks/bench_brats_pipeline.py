@@ -23,11 +23,12 @@ Usage:
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
 import time
+
+from peak_memory import own_peak_rss_mb
 
 DEFAULT_ROOT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "tfseg_bench_brats")
 
@@ -81,17 +82,6 @@ class PeakRss:
         self._thread.join()
         self.peak = max(self.peak, own_peak_rss_mb())
 
-
-def own_peak_rss_mb():
-    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
-    try:
-        with open("/proc/self/status") as stream:
-            for line in stream:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def ensure_data(root, cases, shape):

@@ -18,13 +18,14 @@ backend runs in a child process, so peak RSS is its own. MONAI/torch are optiona
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from peak_memory import own_peak_rss_mb
 
 CHILD = "--child"
 
@@ -86,25 +87,13 @@ def run_monai(args, image):
             "output_shape": list(out.shape)}
 
 
-def peak_rss_mb():
-    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
-    try:
-        with open("/proc/self/status") as stream:
-            for line in stream:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child(args):
     image = np.load(args.image)
     if args.backend == "monai":
         result = run_monai(args, image)
     else:
         result = run_tfseg(args, image, crop=args.backend == "tfseg_crop")
-    result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_rss_mb"] = own_peak_rss_mb()
     print(json.dumps(result))
 
 

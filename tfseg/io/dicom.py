@@ -61,6 +61,7 @@ from pydicom.valuerep import format_number_as_ds
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.volume import Volume
 from tfseg.utils.atomic import atomic_path
+from tfseg.utils.problems import ProblemLog
 
 logger = logging.getLogger(__name__)
 
@@ -670,7 +671,7 @@ def list_series(source, on_error="raise"):
         >>> [(s.series_instance_uid, s.description, len(s.files)) for s in list_series(folder)]
         [('1.2.3', 't1', 3)]
     """
-    return list(_scan(source, _problem_log(on_error)).values())
+    return list(_scan(source, ProblemLog(on_error)).values())
 
 
 def read_series(source, series_instance_uid=None, on_error="raise", slice_tolerance=0.05):
@@ -721,7 +722,7 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
         >>> volume.world((2, 0, 0)).tolist()   # RAS: x and y of the DICOM position negated
         [5.0, 6.0, 15.0]
     """
-    problems = _problem_log(on_error)
+    problems = ProblemLog(on_error)
     if not (isinstance(slice_tolerance, (int, float)) and 0 < slice_tolerance < 1):
         raise ConfigError(f"slice_tolerance must be a fraction between 0 and 1, "
                           f"got {slice_tolerance!r}")
@@ -766,12 +767,6 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
             "problems": [str(p) for p in problems.problems]}
     path = str(source) if isinstance(source, (str, Path)) else str(Path(files[0]).parent)
     return Volume(volume, affine, header=None, path=path, meta=meta)
-
-
-def _problem_log(on_error):
-    from tfseg.utils.problems import ProblemLog  # a leaf module (errors only), no cycle
-
-    return ProblemLog(on_error)
 
 
 @dataclasses.dataclass

@@ -275,16 +275,15 @@ def normalize_case(image):
     return zscore_nonzero_channels(image).numpy()
 
 
-def predict_case(config, network, case):
-    """Whole-volume region probabilities `(D, H, W, 3)` of one case, and its reference `Volume`."""
+def predict_case(config, network, case, image):
+    """Whole-volume region probabilities `(D, H, W, 3)` of one case's stacked `image` (from `read_case_image`)."""
     from tfseg.inference.sliding_window import predict_volume
 
-    image, reference = read_case_image(case)
     roi = tuple(config.inference.roi_size or config.data.crop_size)
     probabilities = predict_volume(network, normalize_case(image), roi_size=roi, overlap=config.inference.overlap,
                                    window_batch_size=config.inference.window_batch_size, tta=config.inference.tta,
                                    crop_to_nonzero=config.inference.crop_to_nonzero, source=case.images[0])
-    return probabilities, reference
+    return probabilities
 
 
 def evaluate(config, model, cases, data=None, train_seconds=None):
@@ -307,7 +306,8 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     per_case, seconds = {}, []
     for case in cases:
         start = time.perf_counter()
-        probabilities, reference = predict_case(config, network, case)
+        image, reference = read_case_image(case)
+        probabilities = predict_case(config, network, case, image)
         labels = regions_to_brats_labels(probabilities).astype(np.uint8)
         seconds.append(time.perf_counter() - start)
         write_nifti(os.path.join(predictions, f"{case.case_id}_seg.nii.gz"), labels, reference.affine,
@@ -317,7 +317,6 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
         truth = read_nifti(case.label).array
         per_case[case.case_id] = brats_region_scores(labels, truth, spacing=reference.spacing)
         if config.inference.overlays:
-            image, _ = read_case_image(case)
             three_plane_overlay(image, os.path.join(overlays, f"{case.case_id}.png"), labels=truth,
                                 prediction=labels, spacing=reference.spacing, title=case.case_id)
     metrics = {"val_cases": len(cases), "infer_seconds_per_case": round(float(np.mean(seconds)), 2) if seconds else None,
