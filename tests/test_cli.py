@@ -25,6 +25,19 @@ def test_synth_writes_the_real_layout(tmp_path, capsys):
     assert "contours:" in capsys.readouterr().out
 
 
+def test_synth_lgg_writes_the_kaggle_layout(tmp_path, capsys):
+    assert main(["synth", "lgg", str(tmp_path / "lgg"), "--cases", "2", "--image-size", "64"]) == 0
+    masks = sorted((tmp_path / "lgg").rglob("*_mask.tif"))
+    assert masks and len(list((tmp_path / "lgg").rglob("*.tif"))) == 2 * len(masks)
+    assert "kaggle_3m" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workflow", ["lgg", "brats2d", "brats-slices"])
+def test_train_knows_the_2d_workflows(workflow, tmp_path, capsys):
+    assert main(["train", workflow, "--config", str(tmp_path / "missing.json")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
 def test_export_a_keras_file(tmp_path, capsys):
     inputs = keras.Input((None, None, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))

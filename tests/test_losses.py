@@ -256,3 +256,61 @@ def test_compiled_model_saves_and_loads(tmp_path):
     assert isinstance(restored.loss, DiceCrossEntropyLoss)
     assert restored.loss.get_config() == model.loss.get_config()
     np.testing.assert_allclose(restored.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------- focal loss
+def test_focal_loss_hand_computed_softmax():
+    from tfseg.losses import focal_loss
+
+    probs = np.array([[[[0.8, 0.2], [0.4, 0.6]]]], "float32")  # (1, 1, 2, 2)
+    labels = np.array([[[0, 1]]])
+    expected = np.mean([-(0.2 ** 2) * np.log(0.8), -(0.4 ** 2) * np.log(0.6)])
+    assert float(focal_loss(labels, probs, gamma=2.0)[0]) == pytest.approx(expected, rel=1e-5)
+    alpha = [0.25, 1.0]
+    weighted = np.mean([-0.25 * (0.2 ** 2) * np.log(0.8), -(0.4 ** 2) * np.log(0.6)])
+    assert float(focal_loss(labels, probs, gamma=2.0, alpha=alpha)[0]) == pytest.approx(weighted, rel=1e-5)
+
+
+def test_focal_loss_reduces_to_cross_entropy_and_matches_logits():
+    from tfseg.losses import cross_entropy, focal_loss
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (2, 6, 6))
+    logits = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(focal_loss(labels, probs, gamma=0.0), cross_entropy(labels, probs), rtol=1e-5)
+    np.testing.assert_allclose(focal_loss(labels, logits, from_logits=True), focal_loss(labels, probs), rtol=1e-4)
+    target = (rng.random((2, 6, 6, 2)) > 0.5).astype("float32")
+    sig = 1 / (1 + np.exp(-logits[..., :2]))
+    np.testing.assert_allclose(focal_loss(target, sig, mode="sigmoid", gamma=0.0),
+                               cross_entropy(target, sig, mode="sigmoid"), rtol=1e-5)
+    np.testing.assert_allclose(focal_loss(target, logits[..., :2], mode="sigmoid", from_logits=True),
+                               focal_loss(target, sig, mode="sigmoid"), rtol=1e-4)
+
+
+def test_focal_loss_down_weights_easy_pixels():
+    from tfseg.losses import focal_loss
+
+    labels = np.array([[[1]]])
+    easy = np.array([[[[0.05, 0.95]]]], "float32")
+    hard = np.array([[[[0.6, 0.4]]]], "float32")
+    ratio_focal = float(focal_loss(labels, easy)[0]) / float(focal_loss(labels, hard)[0])
+    ratio_ce = float(focal_loss(labels, easy, gamma=0)[0]) / float(focal_loss(labels, hard, gamma=0)[0])
+    assert ratio_focal < ratio_ce / 10
+
+
+def test_focal_loss_class_round_trip_and_errors(tmp_path):
+    import keras
+
+    from tfseg.errors import ConfigError
+    from tfseg.losses import FocalLoss
+
+    loss = FocalLoss(gamma=1.5, alpha=[0.5, 1.0, 1.0], dice_weight=0.5)
+    clone = keras.losses.deserialize(keras.losses.serialize(loss))
+    labels = np.array([[[0, 1, 2]]])
+    probs = np.full((1, 1, 3, 3), 1 / 3, "float32")
+    assert float(clone(labels, probs)) == pytest.approx(float(loss(labels, probs)))
+    with pytest.raises(ConfigError, match="alpha has 2 entries"):
+        FocalLoss(alpha=[1.0, 1.0])(labels, probs)
+    with pytest.raises(ConfigError, match="gamma"):
+        FocalLoss(gamma=-1)

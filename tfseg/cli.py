@@ -1,7 +1,7 @@
 """The `tfseg` command: write synthetic data, train a workflow, convert DICOM, export a model.
 
-    tfseg synth sunnybrook DATA_DIR [--cases 15] [--seed 0]
-    tfseg train sunnybrook|brats [--config cfg.json] [recipe flags ...]
+    tfseg synth sunnybrook|brats|lgg DATA_DIR [--cases 15] [--seed 0]
+    tfseg train sunnybrook|brats|lgg|brats2d|brats-slices [--config cfg.json] [recipe flags ...]
     tfseg merge-labels --wt wt.nii.gz --tc tc.nii.gz --et et.nii.gz labels.nii.gz
     tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label]
     tfseg export MODEL.keras OUT [--format savedmodel|onnx|tflite|tensorrt] [--image-size 128]
@@ -24,6 +24,11 @@ def _synth(args):
 
         written = write_sunnybrook(args.out, num_cases=args.cases, seed=args.seed, image_size=args.image_size)
         print(f"images:   {written.image_dir}\ncontours: {written.contour_dir}")
+    elif args.dataset == "lgg":
+        from tfseg.datasets.synthetic_lgg import write_lgg
+
+        written = write_lgg(args.out, num_patients=args.cases, seed=args.seed, image_size=args.image_size)
+        print(f"slices:   {written.kaggle_dir}")
     else:
         from tfseg.datasets.synthetic import write_brats
 
@@ -32,18 +37,23 @@ def _synth(args):
     return 0
 
 
-WORKFLOWS = ("sunnybrook", "brats")
+#: `tfseg train NAME`: the workflow module and its config class.
+WORKFLOWS = {"sunnybrook": ("sunnybrook", "SunnybrookConfig"), "brats": ("brats", "BratsConfig"),
+             "lgg": ("lgg", "LggConfig"), "brats2d": ("brats2d", "Brats2DConfig"),
+             "brats-slices": ("brats_slices", "SlicesConfig")}
 
 
 def _train(args, rest):
     import importlib
 
-    workflow = importlib.import_module(f"tfseg.workflows.{args.workflow}")
-    config_type = workflow.SunnybrookConfig if args.workflow == "sunnybrook" else workflow.BratsConfig
+    module, config_name = WORKFLOWS[args.workflow]
+    workflow = importlib.import_module(f"tfseg.workflows.{module}")
+    config_type = getattr(workflow, config_name)
     parser = argparse.ArgumentParser(prog=f"tfseg train {args.workflow}")
     options = workflow.add_arguments(parser, config_type()).parse_args(rest)
     metrics = workflow.run(workflow.config_from_args(options, config_type()))
-    print(workflow.summary_table(metrics))
+    if metrics:  # None/empty on the non-chief workers of a distributed run
+        print(workflow.summary_table(metrics))
     return 0
 
 
@@ -118,15 +128,15 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
-    synth.add_argument("dataset", choices=("sunnybrook", "brats"))
+    synth.add_argument("dataset", choices=("sunnybrook", "brats", "lgg"))
     synth.add_argument("out", help="folder to write")
-    synth.add_argument("--cases", type=int, default=15)
+    synth.add_argument("--cases", type=int, default=15, help="cases (lgg: patients)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--image-size", type=int, default=256, help="sunnybrook: image side")
+    synth.add_argument("--image-size", type=int, default=256, help="sunnybrook, lgg: image side")
 
     train = commands.add_parser("train", help="train a workflow (flags as in its recipe; --config JSON)",
                                 add_help=False)
-    train.add_argument("workflow", choices=WORKFLOWS)
+    train.add_argument("workflow", choices=sorted(WORKFLOWS))
 
     merge = commands.add_parser("merge-labels", help="merge WT/TC/ET region masks into one BraTS label map (1/2/4)")
     merge.add_argument("--wt", required=True, help="whole-tumour mask (NIfTI)")
@@ -147,7 +157,9 @@ def build_parser():
     export.add_argument("--image-size", type=int, help="training size: inputs are resized to it and back")
     export.add_argument("--stride", type=int, default=32, help="pad inputs to a multiple of this (no --image-size)")
     export.add_argument("--in-channels", type=int, default=1)
-    export.add_argument("--normalization", default="zscore", choices=("zscore", "minmax", "none"))
+    export.add_argument("--normalization", default="zscore",
+                        help="per-image normalization inside the signature: zscore, zscore_nonzero, percentile, "
+                             "minmax or none (checked against tfseg.data.transforms.intensity.NORMALIZATIONS)")
     export.add_argument("--activation", default="softmax", choices=("softmax", "sigmoid"))
     export.add_argument("--class-names", help="comma-separated output channel names")
     export.add_argument("--no-preprocessing", action="store_true",

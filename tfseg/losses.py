@@ -1,4 +1,4 @@
-"""Segmentation losses (soft Dice, Dice + cross-entropy) and the target/probability helpers they share.
+"""Segmentation losses (soft Dice, Dice + cross-entropy, focal) and the target/probability helpers they share.
 
 Input conventions (shared with `tfseg.metrics`):
 
@@ -274,6 +274,66 @@ def cross_entropy(y_true, y_pred, mode="softmax", from_logits=False, class_weigh
     return ops.sum(channel_ce * w, axis=-1) / ops.sum(w)
 
 
+def focal_loss(y_true, y_pred, mode="softmax", gamma=2.0, alpha=None, from_logits=False):
+    """Per-sample focal loss (Lin et al. 2017): cross-entropy down-weighted on well-classified pixels.
+
+    Softmax mode: `-sum_c alpha_c (1 - p_c)^gamma t_c log p_c`, averaged over pixels (multiclass focal
+    loss, as segmentation_models_pytorch's `FocalLoss(mode="multiclass")`). Sigmoid mode: binary focal
+    loss per channel, `-[alpha t (1-p)^gamma log p + (1-alpha)(1-t) p^gamma log(1-p)]`, averaged over
+    pixels and channels. `gamma=0` and no `alpha` give the plain cross-entropy.
+
+    Args:
+        y_true: target, see the module docstring.
+        y_pred: probabilities (or logits with `from_logits=True`), `(B, *spatial, C)`.
+        mode: "softmax" or "sigmoid".
+        gamma: focusing exponent (>= 0).
+        alpha: softmax: None or `C` per-class weights; sigmoid: None or one weight in [0, 1] of the
+            positive term (the negative term weighs `1 - alpha`).
+        from_logits: `y_pred` holds logits.
+
+    Returns:
+        Loss values of shape `(B,)`.
+
+    Example:
+        >>> import numpy as np
+        >>> probs = np.full((1, 1, 2, 2), 0.5, "float32")
+        >>> round(float(focal_loss(np.array([[[0, 1]]]), probs, gamma=2.0)[0]), 4)   # 0.25 * log(2)
+        0.1733
+    """
+    check_mode(mode)
+    if gamma < 0:
+        raise ConfigError(f"gamma must be >= 0, got {gamma!r}")
+    y_pred = _as_float(y_pred)
+    target = prepare_target(y_true, y_pred, mode)
+    axes = spatial_axes(y_pred)
+    eps = keras.config.epsilon()
+    if mode == "softmax":
+        if alpha is not None and len(alpha) != y_pred.shape[-1]:
+            raise ConfigError(f"alpha has {len(alpha)} entries but y_pred has {y_pred.shape[-1]} channels")
+        if from_logits:
+            log_p = ops.log_softmax(y_pred, axis=-1)
+            p = ops.exp(log_p)
+        else:
+            p = ops.clip(y_pred, eps, 1.0 - eps)
+            log_p = ops.log(p)
+        weight = ops.power(1.0 - p, gamma)
+        if alpha is not None:
+            weight = weight * ops.convert_to_tensor(_class_weights(alpha), dtype=y_pred.dtype)
+        return ops.mean(-ops.sum(weight * target * log_p, axis=-1), axis=axes)
+    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"sigmoid focal alpha must be in [0, 1], got {alpha!r}")
+    if from_logits:
+        log_p, log_q = ops.log_sigmoid(y_pred), ops.log_sigmoid(-y_pred)
+        p = ops.sigmoid(y_pred)
+    else:
+        p = ops.clip(y_pred, eps, 1.0 - eps)
+        log_p, log_q = ops.log(p), ops.log(1.0 - p)
+    a_pos, a_neg = (1.0, 1.0) if alpha is None else (float(alpha), 1.0 - float(alpha))
+    pixel = -(a_pos * target * ops.power(1.0 - p, gamma) * log_p
+              + a_neg * (1.0 - target) * ops.power(p, gamma) * log_q)
+    return ops.mean(ops.mean(pixel, axis=axes), axis=-1)
+
+
 def dice_cross_entropy_loss(y_true, y_pred, mode="softmax", dice_weight=1.0, ce_weight=1.0, class_weights=None,
                             from_logits=False, include_background=False, smooth=1e-5,
                             squared_denominator=False, batch_dice=False):
@@ -378,6 +438,53 @@ class DiceCrossEntropyLoss(keras.losses.Loss):
     def get_config(self):
         return {**super().get_config(), **self.options, "dice_weight": self.dice_weight,
                 "ce_weight": self.ce_weight, "class_weights": self.class_weights}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class FocalLoss(keras.losses.Loss):
+    """Focal loss, optionally plus soft Dice (`dice_weight > 0`), per sample; see `focal_loss`.
+
+    Args:
+        mode: "softmax" (integer label maps, multiclass) or "sigmoid" (one channel per region).
+        gamma: focusing exponent.
+        alpha: per-class weights (softmax) or the positive-term weight (sigmoid); None for none.
+        dice_weight: add `dice_weight * dice_loss` (0: focal loss alone, as in the W3 recipe paper).
+        from_logits: `y_pred` holds logits.
+        include_background: for the Dice term, as in `DiceLoss`.
+        reduction: Keras reduction of the per-sample values.
+        name: the loss name.
+
+    Example:
+        >>> import numpy as np
+        >>> labels = np.array([[[0, 1]]]); probs = np.eye(2, dtype="float32")[labels]
+        >>> round(float(FocalLoss()(labels, probs)), 4)
+        0.0
+    """
+
+    def __init__(self, mode="softmax", gamma=2.0, alpha=None, dice_weight=0.0, from_logits=False,
+                 include_background=False, reduction="sum_over_batch_size", name="focal_loss"):
+        super().__init__(name=name, reduction=reduction)
+        self.mode = check_mode(mode)
+        if gamma < 0 or dice_weight < 0:
+            raise ConfigError(f"gamma and dice_weight must be >= 0, got {gamma!r} and {dice_weight!r}")
+        self.gamma = float(gamma)
+        self.alpha = None if alpha is None else (list(map(float, alpha)) if mode == "softmax" else float(alpha))
+        self.dice_weight = float(dice_weight)
+        self.from_logits = bool(from_logits)
+        self.include_background = bool(include_background)
+
+    def call(self, y_true, y_pred):
+        value = focal_loss(y_true, y_pred, mode=self.mode, gamma=self.gamma, alpha=self.alpha,
+                           from_logits=self.from_logits)
+        if self.dice_weight:
+            value = value + self.dice_weight * dice_loss(y_true, y_pred, mode=self.mode, from_logits=self.from_logits,
+                                                         include_background=self.include_background)
+        return value
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "gamma": self.gamma, "alpha": self.alpha,
+                "dice_weight": self.dice_weight, "from_logits": self.from_logits,
+                "include_background": self.include_background}
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ def test_zscore_and_minmax():
     batch = normalize_batch(tf.stack([x, 10 * x + 3]), "zscore").numpy()
     np.testing.assert_allclose(batch[0], batch[1], atol=1e-5)
     with pytest.raises(ConfigError, match="normalization must be one of"):
-        normalize_intensity(x, "percentile")
+        normalize_intensity(x, "histogram")
+    stretched = normalize_intensity(x + 1.0, "percentile").numpy()
+    assert stretched.min() == -1.0 and stretched.max() == 1.0
 
 
 def test_gray_to_rgb():

@@ -1,6 +1,4 @@
 """The Sunnybrook recipes end to end, at a tiny size: synthetic data → train → evaluate → export → resume."""
-import csv
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -8,25 +6,13 @@ import sys
 
 import numpy as np
 import pytest
+from recipe_helpers import history_epochs, load_recipe
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = {"data": {"image_size": 64, "synthetic_cases": 4, "val_fraction": 0.25},
         "model": {"name": "fcn8s", "options": {"width": 0.125, "fc_units": 16, "dropout": 0.0}},
         "train": {"epochs": 2, "batch_size": 8, "learning_rate": 0.001, "verbose": 0}}
 
 pytestmark = pytest.mark.slow
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def history_epochs(output_dir):
-    with open(output_dir / "history.csv") as stream:
-        return [int(row["epoch"]) for row in csv.DictReader(stream)]
 
 
 def test_fcn8s_recipe_trains_exports_and_resumes(tmp_path):

@@ -7,9 +7,10 @@ from their modules on first use:
 - `tfseg.datasets.splits`: `split_by_group`, `split_by_patient`, `Split`;
 - `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
 - `tfseg.datasets.brats`: `find_brats`, `BratsCase`, `MODALITIES`, `LABELS`, `REGIONS`;
+- `tfseg.datasets.lgg`: `find_lgg`, `LggRecord` (Kaggle lgg-mri-segmentation, or train_image/train_mask);
 - `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
 - `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook`, `write_brats`, `ensure_brats`
-  (the embedded default data).
+  and `tfseg.datasets.synthetic_lgg`: `write_lgg`, `ensure_lgg` (the embedded default data).
 
 Example:
     >>> from tfseg.datasets import split_by_group
@@ -33,6 +34,11 @@ _LAZY = {
     "MODALITIES": "tfseg.datasets.brats",
     "REGIONS": "tfseg.datasets.brats",
     "find_brats": "tfseg.datasets.brats",
+    "LggRecord": "tfseg.datasets.lgg",
+    "find_lgg": "tfseg.datasets.lgg",
+    "SyntheticLgg": "tfseg.datasets.synthetic_lgg",
+    "write_lgg": "tfseg.datasets.synthetic_lgg",
+    "ensure_lgg": "tfseg.datasets.synthetic_lgg",
     "DatalistRecord": "tfseg.datasets.datalist",
     "datalist_from_cases": "tfseg.datasets.datalist",
     "read_datalist": "tfseg.datasets.datalist",

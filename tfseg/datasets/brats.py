@@ -49,7 +49,7 @@ import os
 import re
 from typing import Optional, Tuple
 
-from tfseg.utils.problems import ProblemLog, check_policy
+from tfseg.utils.problems import problem_log
 from tfseg.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -245,10 +245,7 @@ def find_brats(root, modalities=MODALITIES, require_label=True, on_error="skip",
         [('Brats18_TCIA01_001_1', 'HGG'), ('Brats18_TCIA01_002_1', 'HGG')]
     """
     modalities = _check_modalities(modalities)
-    if problems is None:
-        problems = ProblemLog(check_policy(on_error))
-    elif not isinstance(problems, ProblemLog):
-        raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
+    problems = problem_log(problems, on_error)
     if root is None or not os.path.isdir(root):
         raise DataError(root, f"BraTS folder not found; expected a folder laid out as {LAYOUT}")
     root = os.fspath(root)

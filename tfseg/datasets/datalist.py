@@ -31,7 +31,7 @@ from typing import Optional, Tuple
 
 from tfseg.datasets import splits
 from tfseg.datasets.brats import parse_name
-from tfseg.utils.problems import ProblemLog, check_policy
+from tfseg.utils.problems import problem_log
 from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import atomic_write_json
 
@@ -175,10 +175,7 @@ def read_datalist(path, base_dir=None, sections=None, check_files=True, on_error
         >>> record.case_id, os.path.relpath(record.label, folder)
         ('x', 'x_seg.nii')
     """
-    if problems is None:
-        problems = ProblemLog(check_policy(on_error))
-    elif not isinstance(problems, ProblemLog):
-        raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
+    problems = problem_log(problems, on_error)
     if isinstance(sections, str):
         sections = (sections,)
     if sections is not None and (not sections or not all(isinstance(s, str) and s for s in sections)):

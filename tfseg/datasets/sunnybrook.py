@@ -30,7 +30,7 @@ import re
 
 import numpy as np
 
-from tfseg.utils.problems import ProblemLog, check_policy
+from tfseg.utils.problems import problem_log
 from tfseg.errors import ConfigError, DataError
 from tfseg.io import contours as contour_io
 from tfseg.io import dicom as dicom_io
@@ -220,10 +220,7 @@ def find_sunnybrook(image_dir, contour_dir, contour="icontour", series=None, on_
     """
     if contour not in CONTOUR_KINDS:
         raise ConfigError(f"contour must be one of {CONTOUR_KINDS}, got {contour!r}")
-    if problems is None:
-        problems = ProblemLog(check_policy(on_error))
-    elif not isinstance(problems, ProblemLog):
-        raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
+    problems = problem_log(problems, on_error)
     table = series_table(series, replace=replace_series)
     image_layout = os.path.join("<image_dir>", "<case>", IMAGE_PATTERN)
     contour_layout = os.path.join("<contour_dir>", "<case>", EXPERT_SUBDIR, CONTOUR_PATTERN)

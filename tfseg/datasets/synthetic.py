@@ -502,6 +502,24 @@ def _is_complete(root, kwargs):
     return True
 
 
+def reuse_or_write(name, root, kwargs, is_complete, result, write):
+    """The synthetic dataset at `root`: reused when `is_complete(root, kwargs)`, else `write(root, **kwargs)`.
+
+    Args:
+        name: the dataset's name, for the log line.
+        root: the dataset folder (made absolute).
+        kwargs: the writer's keyword arguments, as recorded in the marker file.
+        is_complete: `fn(root, kwargs) -> bool`, the marker and files check.
+        result: `fn(root, kwargs)`, the description returned for a reused dataset.
+        write: the writer.
+    """
+    root = os.path.abspath(os.fspath(root))
+    if is_complete(root, kwargs):
+        logger.info("reusing synthetic %s dataset in %s", name, root)
+        return result(root, kwargs)
+    return write(root, **kwargs)
+
+
 def ensure_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case=20, image_size=256, seed=0):
     """Make sure `root` holds the synthetic Sunnybrook dataset of these arguments; write it only if not.
 
@@ -525,11 +543,8 @@ def ensure_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case
     _check_args(num_cases, images_per_case, contoured_per_case, image_size, seed)
     kwargs = dict(num_cases=int(num_cases), images_per_case=int(images_per_case),
                   contoured_per_case=int(contoured_per_case), image_size=int(image_size), seed=int(seed))
-    root = os.path.abspath(os.fspath(root))
-    if _is_complete(root, kwargs):
-        logger.info("reusing synthetic Sunnybrook dataset in %s", root)
-        return _result(root, synthetic_cases(num_cases))
-    return write_sunnybrook(root, **kwargs)
+    return reuse_or_write("Sunnybrook", root, kwargs, _is_complete,
+                          lambda folder, _: _result(folder, synthetic_cases(num_cases)), write_sunnybrook)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -929,8 +944,4 @@ def ensure_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
         True
     """
     kwargs = _check_brats_args(num_cases, shape, seed, layout)
-    root = os.path.abspath(os.fspath(root))
-    if _brats_is_complete(root, kwargs):
-        logger.info("reusing synthetic BraTS dataset in %s", root)
-        return _brats_result(root, kwargs)
-    return write_brats(root, **kwargs)
+    return reuse_or_write("BraTS", root, kwargs, _brats_is_complete, _brats_result, write_brats)

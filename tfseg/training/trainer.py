@@ -20,7 +20,8 @@ are re-created there from their config). Batch datasets by the *global* batch si
 `drop_remainder=True` when a batch could be smaller than the number of replicas. Only the chief
 (`trainer.is_chief`) should write files: pass `is_chief=trainer.is_chief` to `default_callbacks`.
 Horovod plugs in by overriding `reduce_gradients` (average with `hvd.allreduce`),
-`sync_initial_state` (broadcast from rank 0) and `is_chief` (rank 0).
+`sync_initial_state` (broadcast from rank 0), `sync_metrics` (sum the metric states over the
+processes at the end of each epoch) and `is_chief` (rank 0).
 
 Example:
     >>> import numpy as np, tensorflow as tf, keras
@@ -275,6 +276,13 @@ class Trainer:
 
         A no-op for tf.distribute (mirrored variables start equal). A Horovod trainer overrides
         it to broadcast the model and optimizer variables from rank 0.
+        """
+
+    def sync_metrics(self):
+        """Combine the training metrics across workers before the epoch's logs are read.
+
+        A no-op for tf.distribute (its metric variables are already aggregated). A Horovod
+        trainer overrides it to sum the metrics' states over the processes.
         """
 
     # ----------------------------------------------------------------- loss and metrics
@@ -568,6 +576,7 @@ class Trainer:
             if steps_per_epoch is None or iterator is None:
                 iterator = iter(train_dist)
             iterator = self._train_epoch(epoch, iterator, steps, steps_per_epoch is not None, callback_list)
+            self.sync_metrics()
             epoch_logs = self._floats(self._results())
             if val_dist is not None:
                 val_logs = self._run_test(val_dist, val_steps, callback_list)

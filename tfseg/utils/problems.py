@@ -79,3 +79,17 @@ class ProblemLog:
             return ""
         lines = [f"{len(self.problems)} record(s) skipped:"] + [f"  {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+def problem_log(problems=None, on_error="raise"):
+    """The `ProblemLog` a finder reports to: `problems` when given (its policy wins), else a new one.
+
+    Example:
+        >>> problem_log(on_error="skip").on_error
+        'skip'
+    """
+    if problems is None:
+        return ProblemLog(check_policy(on_error))
+    if not isinstance(problems, ProblemLog):
+        raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
+    return problems

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from tfseg.training.config import choice, to_dict
-from tfseg.training.distributed import DISTRIBUTE_CHOICES, workflow_strategy
+from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
 from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def encoder_layers(model):
     return [layer for layer in model.layers if layer.name.startswith(("stem", "enc"))]
 
 
-def train(config, model, train_ds, val_ds, strategy=None):
+def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     """Train with soft Dice + binary cross-entropy on the regions (+ the VAE loss the model adds itself).
 
     Returns `(history, seconds)`. Dice alone (the paper's loss) learns the small regions too
@@ -212,17 +212,22 @@ def train(config, model, train_ds, val_ds, strategy=None):
     With `freeze_encoder_epochs`, the encoder is frozen for those epochs, then everything is
     trained (Clara's fine-tuning recipe). One optimizer serves both phases (built on every
     variable first), so checkpoints and `--resume` work across the switch.
+
+    `dist` (a `Distribution`, overriding `strategy`) picks the trainer, scales the learning rate
+    and adds its warm-up; `train_ds` is then this rank's share (`dist.shard`).
     """
     import keras
 
     from tfseg.losses import DiceCrossEntropyLoss
-    from tfseg.training import Trainer, default_callbacks, set_seed
+    from tfseg.training import default_callbacks, set_seed
     from tfseg.training.checkpoint import ensure_built
 
     set_seed(config.train.seed)
+    dist = dist or strategy_distribution(strategy)
     steps = int(train_ds.cardinality())
-    rate = keras.optimizers.schedules.PolynomialDecay(config.train.learning_rate, max(1, config.train.epochs * steps),
-                                                      config.train.learning_rate * 0.01, power=0.9)
+    learning_rate = dist.learning_rate(config.train.learning_rate)
+    rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(1, config.train.epochs * steps),
+                                                      learning_rate * 0.01, power=0.9)
     optimizer = keras.optimizers.Adam(rate)
     ensure_built(optimizer, model)
     loss = DiceCrossEntropyLoss(mode="sigmoid")
@@ -238,12 +243,13 @@ def train(config, model, train_ds, val_ds, strategy=None):
     for index, (end_epoch, encoder_trainable) in enumerate(phases):
         for layer in encoder_layers(model):
             layer.trainable = encoder_trainable
-        trainer = Trainer(model, loss, optimizer, metrics=make_metrics(), strategy=strategy)
+        trainer = dist.trainer(model, loss, optimizer, metrics=make_metrics())
         history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds,
-                              callbacks=default_callbacks(config.output_dir, monitor=monitor, mode="max",
-                                                          is_chief=trainer.is_chief),
+                              callbacks=dist.callbacks() + default_callbacks(config.output_dir, monitor=monitor,
+                                                                             mode="max", is_chief=trainer.is_chief),
                               checkpoint_dir=os.path.join(config.output_dir, "checkpoints"),
-                              resume=config.resume or index > 0, verbose=config.train.verbose)
+                              resume=config.resume or index > 0,
+                              verbose=config.train.verbose if trainer.is_chief else 0)
     return history, time.perf_counter() - start
 
 
@@ -358,12 +364,16 @@ def export(config, model, metrics):
 
 
 def run(config):
-    """All steps, in order; returns the metrics written to `metrics.json`."""
-    strategy = workflow_strategy(config.distribute)  # first: collectives need a fresh TF runtime
-    data = find_data(config)
+    """All steps, in order; returns the metrics written to `metrics.json` (None on non-chief Horovod ranks)."""
+    dist = workflow_distribution(config.distribute)  # first: collectives need a fresh TF runtime
+    with dist.chief_first():  # the chief writes the synthetic dataset, the other ranks then read it
+        data = find_data(config)
     train_ds, val_ds = make_datasets(config, data)
-    model = build(config, strategy)
-    history, seconds = train(config, model, train_ds, val_ds, strategy)
+    train_ds = dist.shard(train_ds)
+    model = build(config, dist.strategy)
+    history, seconds = train(config, model, train_ds, val_ds, dist=dist)
+    if not dist.is_chief:  # evaluation writes prediction files: the chief's job
+        return None
     metrics = evaluate(config, model, data.val, data, seconds)
     export(config, model, metrics)
     return metrics

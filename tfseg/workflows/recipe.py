@@ -53,6 +53,8 @@ def recipe_main(argv, workflow, defaults, paper, description):
     except TfsegError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not metrics:  # a non-chief worker of a distributed run: the chief reports
+        return 0
     print(workflow.summary_table(metrics))
     if metrics.get("skipped_records"):
         print(f"{metrics['skipped_records']} record(s) skipped: see the warnings above")

@@ -19,7 +19,6 @@ Example:
     ('fcn8s', 128)
 """
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -27,7 +26,7 @@ import time
 import numpy as np
 
 from tfseg.training.config import choice, to_dict
-from tfseg.training.distributed import DISTRIBUTE_CHOICES, workflow_strategy
+from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
 from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
@@ -213,23 +212,31 @@ def make_optimizer(train, steps_per_epoch):
     return keras.optimizers.Adam(rate)
 
 
-def train(config, model, train_ds, val_ds, strategy=None):
+def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     """Train with the tfseg trainer: checkpoints every epoch, CSV/TensorBoard logs, resume.
+
+    Args:
+        strategy: a `tf.distribute.Strategy` the model was built under (default: none).
+        dist: a `Distribution` from `workflow_distribution` (overrides `strategy`): its trainer,
+            learning-rate scaling and warm-up; `train_ds` is this rank's share (`dist.shard`).
 
     Returns:
         `(history, train_seconds)`.
     """
-    from tfseg.training import Trainer, default_callbacks, set_seed
+    from tfseg.training import default_callbacks, set_seed
 
     set_seed(config.train.seed)
+    dist = dist or strategy_distribution(strategy)
     steps = int(train_ds.cardinality())
-    optimizer = make_optimizer(config.train, steps)
-    trainer = Trainer(model, make_loss(config.train.loss), optimizer, metrics=make_metrics(), strategy=strategy)
-    callbacks = default_callbacks(config.output_dir, monitor="val_dice", mode="max", is_chief=trainer.is_chief)
+    train_config = dataclasses.replace(config.train, learning_rate=dist.learning_rate(config.train.learning_rate))
+    optimizer = make_optimizer(train_config, steps)
+    trainer = dist.trainer(model, make_loss(config.train.loss), optimizer, metrics=make_metrics())
+    callbacks = dist.callbacks() + default_callbacks(config.output_dir, monitor="val_dice", mode="max",
+                                                     is_chief=trainer.is_chief)
     start = time.perf_counter()
     history = trainer.fit(train_ds, epochs=config.train.epochs, validation_data=val_ds, callbacks=callbacks,
                           checkpoint_dir=os.path.join(config.output_dir, "checkpoints"), resume=config.resume,
-                          verbose=config.train.verbose)
+                          verbose=config.train.verbose if trainer.is_chief else 0)
     return history, time.perf_counter() - start
 
 
@@ -303,12 +310,16 @@ def export(config, model, metrics):
 
 
 def run(config):
-    """All steps, in order; returns the metrics dict written to `metrics.json`."""
-    strategy = workflow_strategy(config.distribute)  # first: collectives need a fresh TF runtime
-    split = find_data(config)
+    """All steps, in order; returns the metrics dict written to `metrics.json` (None on non-chief Horovod ranks)."""
+    dist = workflow_distribution(config.distribute)  # first: collectives need a fresh TF runtime
+    with dist.chief_first():  # the chief writes the synthetic dataset, the other ranks then read it
+        split = find_data(config)
     train_ds, val_ds, val_samples = make_datasets(config, split)
-    model = build(config, strategy)
-    history, seconds = train(config, model, train_ds, val_ds, strategy)
+    train_ds = dist.shard(train_ds)
+    model = build(config, dist.strategy)
+    history, seconds = train(config, model, train_ds, val_ds, dist=dist)
+    if not dist.is_chief:  # the chief evaluates and writes the outputs
+        return None
     metrics = evaluate(config, model, val_samples, split, seconds)
     export(config, model, metrics)
     return metrics

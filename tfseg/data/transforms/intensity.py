@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfseg.errors import ConfigError
 
-NORMALIZATIONS = ("zscore", "zscore_nonzero", "minmax", "none")
+NORMALIZATIONS = ("zscore", "zscore_nonzero", "percentile", "minmax", "none")
 
 
 def check_normalization(method):
@@ -31,7 +31,9 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
         image: float tensor `(H, W, C)` or `(D, H, W, C)`.
         method: "zscore" (zero mean, unit standard deviation over the whole image), "zscore_nonzero"
             (per channel, statistics over the channel's non-zero voxels, zeros stay zero: for
-            skull-stripped MRI such as BraTS), "minmax" (to [0, 1]) or "none".
+            skull-stripped MRI such as BraTS), "percentile" (per channel, the (0.5, 99.5) percentiles
+            inside the brain mask stretched to [-1, 1], outside -1: `percentile_stretch`), "minmax"
+            (to [0, 1]) or "none".
         eps: guards constant images, which map to all zeros instead of NaN.
 
     Returns:
@@ -43,6 +45,8 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
         return image
     if method == "zscore_nonzero":
         return zscore_nonzero_channels(image, eps)
+    if method == "percentile":
+        return percentile_stretch(image)
     if method == "zscore":
         mean = tf.reduce_mean(image)
         std = tf.math.reduce_std(image)
@@ -58,8 +62,8 @@ def zscore_nonzero_channels(image, eps=1e-6):
     Example:
         >>> import tensorflow as tf
         >>> x = tf.constant([0.0, 2.0, 4.0])[:, None]
-        >>> [round(float(v), 3) for v in tf.reshape(zscore_nonzero_channels(x), [-1])]
-        [0.0, -1.0, 1.0]
+        >>> [abs(round(float(v), 3)) for v in tf.reshape(zscore_nonzero_channels(x), [-1])]
+        [0.0, 1.0, 1.0]
     """
     image = tf.cast(image, tf.float32)
     mask = tf.cast(tf.not_equal(image, 0.0), tf.float32)
@@ -84,3 +88,88 @@ def gray_to_rgb(image):
     if channels is None:
         return tf.cond(tf.shape(image)[-1] == 1, lambda: tf.repeat(image, 3, axis=-1), lambda: image)
     return image
+
+
+def brain_mask(image):
+    """Pixels where any channel is non-zero (the brain of a skull-stripped scan), bool `(H, W)`.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> brain_mask(tf.constant([[[0.0, 0.0], [0.0, 3.0]]])).numpy().tolist()
+        [[False, True]]
+    """
+    return tf.reduce_any(tf.not_equal(tf.cast(image, tf.float32), 0.0), axis=-1)
+
+
+def masked_percentiles(image, mask, percentiles):
+    """Per-channel percentiles of the pixels inside `mask`, with numpy's default (linear) interpolation.
+
+    Args:
+        image: float `(H, W, C)`.
+        mask: bool `(H, W)`.
+        percentiles: Python list of numbers in [0, 100].
+
+    Returns:
+        float32 `(len(percentiles), C)`; all zeros when the mask is empty.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> image = tf.constant([[1.0, 2.0, 3.0, 4.0]])[..., None]
+        >>> masked_percentiles(image, tf.ones((1, 4), tf.bool), [0, 50, 100])[:, 0].numpy().tolist()
+        [1.0, 2.5, 4.0]
+    """
+    image = tf.cast(image, tf.float32)
+    channels = tf.shape(image)[-1]
+    values = tf.boolean_mask(tf.reshape(image, [-1, channels]), tf.reshape(tf.cast(mask, tf.bool), [-1]))
+    count = tf.shape(values)[0]
+    # A zero row after the sorted values keeps every gather in range when the mask is empty.
+    ordered = tf.concat([tf.sort(values, axis=0), tf.zeros([1, channels])], axis=0)
+    last = tf.cast(tf.maximum(count - 1, 0), tf.float32)
+    position = tf.constant([float(q) for q in percentiles], tf.float32) / 100.0 * last
+    below = tf.floor(position)
+    weight = (position - below)[:, None]
+    below_i = tf.cast(below, tf.int32)
+    above_i = tf.minimum(below_i + 1, tf.maximum(count - 1, 0))
+    return tf.gather(ordered, below_i) * (1.0 - weight) + tf.gather(ordered, above_i) * weight
+
+
+def percentile_stretch(image, mask=None, low=0.5, high=99.5, out_min=-1.0, out_max=1.0):
+    """Clip each channel to its `[low, high]` percentiles inside `mask` and map that range to `[out_min, out_max]`.
+
+    TorchIO's `RescaleIntensity(out_min_max, percentiles, masking_method)`, per channel. Percentiles
+    use numpy's default linear interpolation, computed with a sort and gathers (graph mode). Pixels
+    outside the mask are set to `out_min`; a channel whose two percentiles are equal (constant
+    inside the mask), and every pixel when the mask is empty, map to `out_min` too (no NaN).
+
+    Args:
+        image: float `(H, W, C)`, raw intensities.
+        mask: bool `(H, W)`; None takes the brain, where any channel is non-zero (`brain_mask`).
+        low, high: percentiles, `0 <= low < high <= 100`.
+        out_min, out_max: output range, `out_min < out_max`.
+
+    Returns:
+        float32 `(H, W, C)` in `[out_min, out_max]`.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> image = tf.constant([[0.0, 10.0, 20.0, 30.0]])[..., None]
+        >>> percentile_stretch(image, low=0, high=100)[0, :, 0].numpy().tolist()
+        [-1.0, -1.0, 0.0, 1.0]
+    """
+    low, high, out_min, out_max = float(low), float(high), float(out_min), float(out_max)
+    if not 0.0 <= low < high <= 100.0:
+        raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got ({low}, {high})")
+    if not out_min < out_max:
+        raise ConfigError(f"output range must have out_min < out_max, got ({out_min}, {out_max})")
+    image = tf.cast(image, tf.float32)
+    if image.shape.rank == 2:
+        image = image[..., None]
+    mask = brain_mask(image) if mask is None else tf.cast(mask, tf.bool)
+    if mask.shape.rank == 3:
+        mask = mask[..., 0]
+    bounds = masked_percentiles(image, mask, [low, high])
+    lo, hi = bounds[0], bounds[1]
+    spread = hi - lo
+    unit = tf.math.divide_no_nan(tf.clip_by_value(image, lo, hi) - lo, spread)
+    out = out_min + unit * (out_max - out_min)
+    return tf.where(mask[..., None], out, tf.fill(tf.shape(out), out_min))

@@ -17,6 +17,8 @@ import math
 
 import tensorflow as tf
 
+from tfseg.errors import ConfigError
+
 
 def resize_pair(image, mask, size):
     """Resize an image bilinearly (antialiased when shrinking) and its mask by nearest neighbour.
@@ -121,3 +123,54 @@ def random_flip_rotate(image, mask, seed, flip_probability=0.5, vertical_flip=Tr
 
 def _with_channel(image):
     return image[..., None] if image.shape.rank == 2 else image
+
+
+def check_size_2d(size, name="size"):
+    """`(height, width)` from an int or a pair of positive ints, else ConfigError.
+
+    Example:
+        >>> check_size_2d(128)
+        (128, 128)
+    """
+    if isinstance(size, (int,)) and not isinstance(size, bool):
+        size = (size, size)
+    try:
+        size = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive int or (height, width), got {size!r}") from None
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"{name} must be a positive int or (height, width), got {size!r}")
+    return size
+
+
+def pad_or_crop(image, label, size):
+    """Centre-crop or zero-pad an image and its label to `size` (TorchIO's CropOrPad, in 2D).
+
+    On each axis the window is centred; when the difference is odd the extra pixel is cut (or
+    padded) after, as in `tf.image.resize_with_crop_or_pad` and the 3D `volume.crop`.
+
+    Args:
+        image: `(H, W, C)` tensor (sizes may be dynamic).
+        label: `(H, W)` or `(H, W, K)` tensor with the image's spatial size, or None.
+        size: an int or `(height, width)`.
+
+    Returns:
+        `(image, label)` with the static spatial shape `size`, dtypes unchanged.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> image = tf.reshape(tf.range(1.0, 10.0), (3, 3, 1))
+        >>> img, lab = pad_or_crop(image, tf.ones((3, 3), tf.int32), (4, 2))
+        >>> img[..., 0].numpy().tolist(), lab.numpy().tolist()
+        ([[1.0, 2.0], [4.0, 5.0], [7.0, 8.0], [0.0, 0.0]], [[1, 1], [1, 1], [1, 1], [0, 0]])
+    """
+    height, width = check_size_2d(size)
+    image = _with_channel(tf.convert_to_tensor(image))
+    image = tf.image.resize_with_crop_or_pad(image, height, width)
+    if label is None:
+        return image, None
+    label = tf.convert_to_tensor(label)
+    squeeze = label.shape.rank == 2
+    label3 = label[..., None] if squeeze else label
+    label3 = tf.image.resize_with_crop_or_pad(label3, height, width)
+    return image, (label3[..., 0] if squeeze else label3)
