@@ -24,10 +24,10 @@ from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.recipe import recipe_main
 
 CPU_DEFAULTS = bs.SlicesConfig(
-    data=CaseSource(synthetic_cases=16, synthetic_shape=(96, 96, 40), val_fraction=0.2, test_fraction=0.0),
+    data=CaseSource(synthetic_cases=20, synthetic_shape=(96, 96, 40), val_fraction=0.2, test_fraction=0.0),
     slices=bs.SliceSection(image_size=96),
     model=bs.ModelSection(encoder="densenet121", options={"decoder_filters": [64, 32, 32, 16, 16]}),
-    train=bs.TrainSection(epochs=10, batch_size=16, learning_rate=1e-3),
+    train=bs.TrainSection(epochs=16, batch_size=16, learning_rate=1e-3),
     output_dir="runs/brats_unetpp_slices",
 )
 

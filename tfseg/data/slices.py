@@ -39,6 +39,7 @@ import numpy as np
 from tfseg.datasets.brats import MODALITIES, parse_name
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.nifti import read_nifti
+from tfseg.utils.checks import distinct_choices
 from tfseg.utils.problems import ProblemLog, check_policy
 
 logger = logging.getLogger(__name__)
@@ -129,12 +130,7 @@ def plane_slice(array, plane, index):
 
 
 def _check_planes(planes):
-    if isinstance(planes, str):
-        planes = (planes,)
-    planes = tuple(planes)
-    if not planes or any(p not in PLANES for p in planes) or len(set(planes)) != len(planes):
-        raise ConfigError(f"planes must be distinct names among {tuple(PLANES)}, got {planes!r}")
-    return planes
+    return distinct_choices(planes, tuple(PLANES), "planes")
 
 
 def _check_fraction(name, value):
@@ -200,12 +196,7 @@ def extract_slices(volume, label, planes=("axial", "coronal", "sagittal"), min_r
 
 def check_channels(channels):
     """`channels` as a tuple of distinct modality names among `MODALITIES`, or ConfigError."""
-    if isinstance(channels, str):
-        channels = (channels,)
-    channels = tuple(channels)
-    if not channels or any(c not in MODALITIES for c in channels) or len(set(channels)) != len(channels):
-        raise ConfigError(f"channels must be distinct modality names among {MODALITIES}, got {channels!r}")
-    return channels
+    return distinct_choices(channels, MODALITIES, "channels")
 
 
 def channel_paths(case, channels):

@@ -49,8 +49,9 @@ import os
 import re
 from typing import Optional, Tuple
 
+from tfseg.errors import DataError
+from tfseg.utils.checks import distinct_choices
 from tfseg.utils.problems import problem_log
-from tfseg.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +136,7 @@ def parse_name(name):
 
 
 def _check_modalities(modalities):
-    if isinstance(modalities, str):
-        modalities = (modalities,)
-    modalities = tuple(modalities)
-    unknown = [m for m in modalities if m not in MODALITIES]
-    if not modalities or unknown or len(set(modalities)) != len(modalities):
-        raise ConfigError(f"modalities must be distinct names among {MODALITIES}, got {modalities!r}")
-    return modalities
+    return distinct_choices(modalities, MODALITIES, "modalities")
 
 
 def _listdir(folder):

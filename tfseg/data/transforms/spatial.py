@@ -125,22 +125,33 @@ def _with_channel(image):
     return image[..., None] if image.shape.rank == 2 else image
 
 
+def check_size(size, ndim, name="size"):
+    """`ndim` positive ints from an int (repeated) or a sequence of `ndim` ints, else ConfigError.
+
+    Example:
+        >>> check_size(128, 2), check_size((8, 16, 16), 3)
+        ((128, 128), (8, 16, 16))
+    """
+    axes = "(height, width)" if ndim == 2 else "(D, H, W)" if ndim == 3 else f"{ndim} sizes"
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size,) * ndim
+    try:
+        size = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive int or {axes}, got {size!r}") from None
+    if len(size) != ndim or min(size) < 1:
+        raise ConfigError(f"{name} must be a positive int or {axes}, got {size!r}")
+    return size
+
+
 def check_size_2d(size, name="size"):
-    """`(height, width)` from an int or a pair of positive ints, else ConfigError.
+    """`(height, width)` from an int or a pair of positive ints, else ConfigError (`check_size` in 2D).
 
     Example:
         >>> check_size_2d(128)
         (128, 128)
     """
-    if isinstance(size, (int,)) and not isinstance(size, bool):
-        size = (size, size)
-    try:
-        size = tuple(int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a positive int or (height, width), got {size!r}") from None
-    if len(size) != 2 or min(size) < 1:
-        raise ConfigError(f"{name} must be a positive int or (height, width), got {size!r}")
-    return size
+    return check_size(size, 2, name)
 
 
 def pad_or_crop(image, label, size):

@@ -38,6 +38,7 @@ Example:
 """
 import tensorflow as tf
 
+from tfseg.data.transforms.spatial import check_size
 from tfseg.errors import ConfigError
 
 __all__ = ["zscore_nonzero", "nonzero_moments", "crop", "crop_start", "random_crop", "flip_axes",
@@ -45,14 +46,8 @@ __all__ = ["zscore_nonzero", "nonzero_moments", "crop", "crop_start", "random_cr
 
 
 def _check_size(size, name="size"):
-    """Three positive ints (D, H, W), or ConfigError."""
-    try:
-        size = tuple(int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be three positive sizes (D, H, W), got {size!r}") from None
-    if len(size) != 3 or min(size) < 1:
-        raise ConfigError(f"{name} must be three positive sizes (D, H, W), got {size!r}")
-    return size
+    """Three positive ints (D, H, W) (or one int for all three), or ConfigError."""
+    return check_size(size, 3, name)
 
 
 def _check_probability(value, name):
