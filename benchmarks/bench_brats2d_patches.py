@@ -36,7 +36,6 @@ Usage:
 """
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench_brats_pipeline import PeakRss  # noqa: E402
+from ratio_table import ratio_table  # noqa: E402
 
 DEFAULT_ROOT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "tfseg_bench_brats2d")
 DEFAULT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "brats2d_patches.json")
@@ -225,26 +225,9 @@ def child(args):
 
 
 def table(results, workers):
-    floor = results.get("floor", {}).get("patches_per_s")
-    torchio = results.get("torchio", {}).get("patches_per_s")
-    names = {"floor": "raw h5py block reads, 1 process",
-             "tfseg": "tfseg patch_dataset + W3 map_fn",
-             "torchio": f"TorchIO DataLoader, {workers} workers"}
-    lines = [f"| {'pipeline':<36} | patches/s | peak RSS MB | x floor | x TorchIO |",
-             f"|{'-' * 38}|-----------|-------------|---------|-----------|"]
-    for key, label in names.items():
-        row = results.get(key)
-        if row is None:
-            continue
-        if "skipped" in row:
-            lines.append(f"| {label:<36} | skipped: {row['skipped']}")
-            continue
-        speed = row["patches_per_s"]
-        ratio_floor = f"{speed / floor:.3f}" if floor else "-"
-        ratio_torchio = f"{speed / torchio:.2f}" if torchio else "-"
-        lines.append(f"| {label:<36} | {speed:9.1f} | {row['peak_rss_mb']:11.0f} | {ratio_floor:>7} "
-                     f"| {ratio_torchio:>9} |")
-    return "\n".join(lines)
+    labels = {"floor": "raw h5py block reads, 1 process", "tfseg": "tfseg patch_dataset + W3 map_fn",
+              "torchio": f"TorchIO DataLoader, {workers} workers"}
+    return ratio_table(results, labels, "patches/s", "floor", "torchio", "TorchIO", rate_key="patches_per_s", digits=3)
 
 
 def main(argv=None):

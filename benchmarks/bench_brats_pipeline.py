@@ -29,6 +29,7 @@ import threading
 import time
 
 from peak_memory import own_peak_rss_mb
+from ratio_table import ratio_table
 
 DEFAULT_ROOT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "tfseg_bench_brats")
 
@@ -177,24 +178,9 @@ def child(args):
 
 
 def table(results, workers):
-    floor = results.get(f"floor_{1}", {}).get("cases_per_s")
-    monai = results.get("monai", {}).get("cases_per_s")
-    names = {"floor_1": "raw decode floor, 1 process", f"floor_{workers}": f"raw decode floor, {workers} threads",
-             "tfseg": f"tfseg brats_dataset, {workers} readers", "monai": f"MONAI DataLoader, {workers} workers"}
-    lines = [f"| {'pipeline':<34} | cases/s | peak RSS MB | x floor(1) | x MONAI |",
-             f"|{'-' * 36}|---------|-------------|------------|---------|"]
-    for key, label in names.items():
-        row = results.get(key)
-        if row is None:
-            continue
-        if "skipped" in row:
-            lines.append(f"| {label:<34} | skipped: {row['skipped']}")
-            continue
-        speed = row["cases_per_s"]
-        ratio_floor = f"{speed / floor:.2f}" if floor else "-"
-        ratio_monai = f"{speed / monai:.2f}" if monai else "-"
-        lines.append(f"| {label:<34} | {speed:7.2f} | {row['peak_rss_mb']:11.0f} | {ratio_floor:>10} | {ratio_monai:>7} |")
-    return "\n".join(lines)
+    labels = {"floor_1": "raw decode floor, 1 process", f"floor_{workers}": f"raw decode floor, {workers} threads",
+              "tfseg": f"tfseg brats_dataset, {workers} readers", "monai": f"MONAI DataLoader, {workers} workers"}
+    return ratio_table(results, labels, "cases/s", "floor_1", "monai", "MONAI", rate_key="cases_per_s")
 
 
 def main(argv=None):

@@ -17,7 +17,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 
 
 def rate(count, seconds):

@@ -125,3 +125,23 @@ def test_3d_model_padded_to_stride_with_nonzero_zscore(tmp_path):
     expected = model.predict(padded, verbose=0)[:, :5, :6, :7]
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
     assert out["labels"].shape == (1, 5, 6, 7, 3)
+
+
+def test_percentile_signature_stretches_each_channel_inside_the_brain(tmp_path):
+    model = tiny_model(channels=3, classes=4)
+    spec = ServingSpec(image_size=None, stride=4, in_channels=3, normalization="percentile")
+    loaded = tf.saved_model.load(str(export_savedmodel(model, tmp_path / "sm", spec)))
+    rng = np.random.default_rng(1)
+    image = rng.gamma(2.0, 200.0, (2, 18, 22, 3)).astype(np.float32)
+    image[:, :3] = 0.0  # outside the brain
+    out = loaded.signatures["serving_default"](image=tf.constant(image))
+    normalized = np.empty_like(image)
+    for b in range(2):
+        brain = image[b].any(axis=-1)
+        for c in range(3):
+            low, high = np.percentile(image[b, ..., c][brain], [0.5, 99.5])
+            stretched = np.clip((image[b, ..., c] - low) / (high - low), 0, 1) * 2 - 1
+            normalized[b, ..., c] = np.where(brain, stretched, -1.0)
+    padded = np.pad(normalized, [(0, 0), (0, 2), (0, 2), (0, 0)], constant_values=-1.0)  # background value
+    expected = model.predict(padded, verbose=0)[:, :18, :22]
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)

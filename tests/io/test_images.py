@@ -164,3 +164,28 @@ def test_garbage_and_wrong_shapes(tmp_path):
                      planarconfig="contig")
     with pytest.raises(DataError, match=r"five.tif: expected one 2D image .* shape \(8, 8, 5\)"):
         read_image(tmp_path / "five.tif")
+
+
+# ----------------------------------------------------------------------------- files nobody here wrote
+SKIMAGE_DATA = os.path.join(os.path.dirname(__import__("skimage").__file__), "data")
+
+
+@pytest.mark.parametrize("name", ["camera.png", "astronaut.png", "coins.png", "retina.jpg", "logo.png"])
+def test_images_shipped_with_scikit_image_match_its_reader(name):
+    import skimage.io
+
+    path = os.path.join(SKIMAGE_DATA, name)
+    if not os.path.isfile(path):
+        pytest.skip(f"scikit-image does not ship {name} in this version")
+    ours = read_image(path)
+    theirs = skimage.io.imread(path)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(np.squeeze(ours), np.squeeze(theirs))
+
+
+def test_multipage_tiff_shipped_with_scikit_image_is_refused_by_name():
+    path = os.path.join(SKIMAGE_DATA, "multipage.tif")
+    if not os.path.isfile(path):
+        pytest.skip("scikit-image does not ship multipage.tif in this version")
+    with pytest.raises(DataError, match="multipage.tif"):
+        read_image(path)

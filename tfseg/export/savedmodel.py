@@ -99,7 +99,8 @@ def serving_function(model, spec):
             probabilities = model(x, training=False)
             probabilities = tf.image.resize(probabilities, tf.shape(image)[1:3], method="bilinear")
         else:
-            probabilities = _crop_like(model(_pad_to_multiple(x, spec.stride), training=False), image)
+            fill = -1.0 if spec.normalization == "percentile" else 0.0  # the normalized background
+            probabilities = _crop_like(model(_pad_to_multiple(x, spec.stride, fill), training=False), image)
         probabilities = tf.cast(probabilities, tf.float32)
         labels = output_labels(probabilities, spec)
         return {"probabilities": probabilities, "labels": labels}
@@ -107,13 +108,13 @@ def serving_function(model, spec):
     return serve
 
 
-def _pad_to_multiple(x, stride):
-    """Zero-pad every spatial axis of a channels-last batch at its end to a multiple of `stride`."""
+def _pad_to_multiple(x, stride, value=0.0):
+    """Pad every spatial axis of a channels-last batch at its end to a multiple of `stride` with `value`."""
     shape = tf.shape(x)
     spatial = shape[1:-1]
     padded = (spatial + stride - 1) // stride * stride
     paddings = tf.concat([[[0, 0]], tf.stack([tf.zeros_like(spatial), padded - spatial], axis=1), [[0, 0]]], 0)
-    padded_x = tf.pad(x, paddings)
+    padded_x = tf.pad(x, paddings, constant_values=value)
     # run-time paddings lose every static size; keep the channels, or Keras takes a slower conv path
     return tf.ensure_shape(padded_x, (None,) * (x.shape.rank - 1) + (x.shape[-1],))
 

@@ -219,8 +219,8 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     import keras
 
     from tfseg.losses import DiceCrossEntropyLoss
-    from tfseg.training import default_callbacks, set_seed
-    from tfseg.training.checkpoint import ensure_built
+    from tfseg.training import set_seed
+    from tfseg.workflows.common import fit_phases
 
     set_seed(config.train.seed)
     dist = dist or strategy_distribution(strategy)
@@ -229,28 +229,22 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(1, config.train.epochs * steps),
                                                       learning_rate * 0.01, power=0.9)
     optimizer = keras.optimizers.Adam(rate)
-    ensure_built(optimizer, model)
     loss = DiceCrossEntropyLoss(mode="sigmoid")
     if isinstance(model.output, dict):  # the VAE model: Dice on the regions; it adds its own VAE loss
         loss = {"probabilities": loss}
         train_ds = train_ds.map(lambda x, y: (x, {"probabilities": y}))
         val_ds = None if val_ds is None else val_ds.map(lambda x, y: (x, {"probabilities": y}))
     monitor = "val_dice_wt" if val_ds is not None else "dice_wt"
-    freeze = min(config.model.freeze_encoder_epochs, config.train.epochs)
-    phases = ([(freeze, False)] if freeze else []) + [(config.train.epochs, True)]
-    start = time.perf_counter()
-    history = {}
-    for index, (end_epoch, encoder_trainable) in enumerate(phases):
-        for layer in encoder_layers(model):
-            layer.trainable = encoder_trainable
-        trainer = dist.trainer(model, loss, optimizer, metrics=make_metrics())
-        history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds,
-                              callbacks=dist.callbacks() + default_callbacks(config.output_dir, monitor=monitor,
-                                                                             mode="max", is_chief=trainer.is_chief),
-                              checkpoint_dir=os.path.join(config.output_dir, "checkpoints"),
-                              resume=config.resume or index > 0,
-                              verbose=config.train.verbose if trainer.is_chief else 0)
-    return history, time.perf_counter() - start
+    return fit_phases(dist, model, loss, optimizer, make_metrics(), train_ds, val_ds, epochs=config.train.epochs,
+                      output_dir=config.output_dir, monitor=monitor, freeze_epochs=config.model.freeze_encoder_epochs,
+                      set_encoder_trainable=set_encoder_trainable, resume=config.resume,
+                      verbose=config.train.verbose)
+
+
+def set_encoder_trainable(model, trainable):
+    """Freeze (False) or unfreeze (True) the SegResNet encoder layers (`encoder_layers`)."""
+    for layer in encoder_layers(model):
+        layer.trainable = trainable
 
 
 def segmentation_network(model):

@@ -95,8 +95,8 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
         if set_encoder_trainable is not None:
             set_encoder_trainable(model, trainable)
         trainer = dist.trainer(model, loss, optimizer, metrics=metrics)
-        callbacks = [*default_callbacks(output_dir, monitor=monitor, mode=mode, is_chief=trainer.is_chief,
-                                        reduce_lr=reduce_lr), *dist.callbacks()]
+        callbacks = [*dist.callbacks(), *default_callbacks(output_dir, monitor=monitor, mode=mode,
+                                                           is_chief=trainer.is_chief, reduce_lr=reduce_lr)]
         history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds, callbacks=callbacks,
                               checkpoint_dir=os.path.join(output_dir, "checkpoints"), resume=resume or index > 0,
                               verbose=verbose if trainer.is_chief else 0)
