@@ -140,3 +140,33 @@ def test_registered():
     assert "resunet" in list_models()
     model = build_model({"name": "resunet", "input_shape": (32, 32, 3), **TINY}, num_classes=2)
     assert model.output_shape == (None, 32, 32, 2) and model.name == "resunet"
+
+
+def test_strided_pointwise_conv_equals_a_strided_1x1_convolution():
+    from tfseg.models.blocks import strided_pointwise_conv
+
+    x = np.random.default_rng(0).normal(size=(2, 9, 11, 3)).astype("float32")
+    inputs = keras.Input((9, 11, 3))
+    model = keras.Model(inputs, strided_pointwise_conv(inputs, 4, 2, name="shortcut"))
+    reference = keras.layers.Conv2D(4, 1, strides=2, padding="same")
+    reference.build((None, 9, 11, 3))
+    reference.set_weights(model.get_layer("shortcut").get_weights())
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.asarray(reference(x)), atol=1e-6)
+
+
+def test_training_a_narrow_resunet_at_64_pixels_does_not_crash():
+    # A strided 1x1 convolution with 8 input channels at 64x64 corrupts the heap in TensorFlow's oneDNN
+    # gradient kernel (the process dies); run in a child process so a regression fails this test only.
+    import subprocess
+    import sys
+
+    script = ("import numpy as np, keras\n"
+              "from tfseg.models import resunet\n"
+              "m = resunet((64, 64, 3), 1, filters=(8, 16), bridge_filters=16)\n"
+              "m.compile(keras.optimizers.Adam(1e-3), 'binary_crossentropy')\n"
+              "x = np.random.rand(16, 64, 64, 3).astype('float32')\n"
+              "y = (np.random.rand(16, 64, 64, 1) > 0.7).astype('float32')\n"
+              "m.fit(x, y, batch_size=8, epochs=2, verbose=0)\n"
+              "print('trained')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "trained" in result.stdout, result.stderr[-2000:]

@@ -287,6 +287,25 @@ def conv_norm_relu(x, filters, *, spatial_dims=2, norm_kind="batch", kernel_size
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def strided_pointwise_conv(x, filters, strides, *, spatial_dims=2, use_bias=True, name):
+    """A 1x1 convolution with a stride, computed as subsampling then a stride-1 1x1 convolution.
+
+    The output equals `conv(spatial_dims, filters, 1, strides)(x)` exactly (a 1x1 kernel with
+    stride s reads every s-th position), and the kernel is the same variable under the same name.
+    The detour avoids TensorFlow's oneDNN CPU kernel for the gradient of a strided 1x1
+    convolution, which corrupts the heap (`malloc(): corrupted top size`, segmentation faults)
+    with fewer than 16 input channels at 64x64 and above (TF 2.18 and 2.21).
+
+    Example:
+        >>> import keras
+        >>> strided_pointwise_conv(keras.Input((64, 64, 8)), 16, 2, name="down_shortcut").shape
+        (None, 32, 32, 16)
+    """
+    if strides != 1 and strides != (1,) * spatial_dims:
+        x = max_pool(spatial_dims, 1, strides, name=f"{name}_subsample")(x)
+    return conv(spatial_dims, filters, 1, use_bias=use_bias, name=name)(x)
+
+
 def residual_block_preact(x, filters, *, spatial_dims=2, norm_kind="batch", strides=1, preactivate=True, name):
     """Pre-activated residual block with a projected shortcut (He et al. 2016; ResUNet, Zhang et al. 2018).
 
@@ -324,7 +343,8 @@ def residual_block_preact(x, filters, *, spatial_dims=2, norm_kind="batch", stri
     y = conv(spatial_dims, filters, 3, use_bias=bias, name=f"{name}_conv2")(y)
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = conv(spatial_dims, filters, 1, strides, use_bias=bias, name=f"{name}_shortcut_conv")(x)
+        shortcut = strided_pointwise_conv(x, filters, strides, spatial_dims=spatial_dims, use_bias=bias,
+                                          name=f"{name}_shortcut_conv")
         shortcut = norm(norm_kind, name=f"{name}_shortcut_norm")(shortcut)
     return layers.Add(name=f"{name}_add")([shortcut, y])
 
