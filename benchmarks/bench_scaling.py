@@ -1,20 +1,23 @@
-"""Data-parallel scaling on CPU: training images/s of FCN-8s with 1 process and with 2 processes.
+"""Data-parallel scaling: training images/s of FCN-8s with 1 process and with N processes (2 by default).
 
-    python benchmarks/bench_scaling.py [--image-size 128] [--batch-size 4] [--steps 12] [--json out.json]
+    python benchmarks/bench_scaling.py [--processes 2] [--image-size 128] [--batch-size 4] [--steps 12]
+                                       [--gpus] [--json out.json]
 
 The model is the CPU-sized FCN-8s of `recipes/sunnybrook_fcn8s.py` (`CPU_DEFAULTS`: VGG16 encoder
 at a quarter width, 256-wide fc6/fc7), trained by tfseg's `Trainer` on random images (this
 measures the step, not the input pipeline). Each process trains on `--batch-size` images per step:
 
 1. one process (no distribution);
-2. two processes on this machine: Horovod (`horovodrun --gloo -np 2`) when `horovod.tensorflow`
-   imports, else `MultiWorkerMirroredStrategy` with two workers on 127.0.0.1.
+2. N processes on this machine: Horovod (`horovodrun --gloo -np N`) when `horovod.tensorflow`
+   imports, else `MultiWorkerMirroredStrategy` with N workers on 127.0.0.1.
 
-Scaling efficiency = (2-process images/s) / (2 x 1-process images/s). The first steps (tracing,
+Scaling efficiency = (N-process images/s) / (N x 1-process images/s). The first steps (tracing,
 warm-up) are not timed. On a machine whose cores are shared by the two processes, as on a
 2-core CI runner, the processes compete for the same cores and the efficiency is far below 1:
-the figure then measures the communication overhead, not a speed-up. On 8 GPUs, run the same
-step with `--processes 8` under `horovodrun -np 8` (see docs/distributed.md).
+the figure then measures the communication overhead, not a speed-up. On a machine with 8 GPUs
+(Horovod installed, see docs/distributed.md): `python benchmarks/bench_scaling.py --processes 8
+--gpus --image-size 256 --batch-size 8` (each Horovod rank pins the GPU of its local rank; without
+`--gpus` the GPUs are hidden and the benchmark runs on the CPU).
 
 Writes `benchmarks/results/scaling.json` (or `--json`).
 """
@@ -92,8 +95,10 @@ def _free_ports(n):
             s.close()
 
 
-def _env():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+def _env(gpus=False):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if not gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     for name in ("TF_CONFIG", "HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
         env.pop(name, None)
@@ -106,11 +111,13 @@ def _child_args(args, kind, out):
 
 
 def run_single(args, out):
-    subprocess.run([sys.executable, *_child_args(args, "none", out)], env=_env(), check=True, timeout=1800)
+    subprocess.run([sys.executable, *_child_args(args, "none", out)], env=_env(args.gpus), check=True,
+                   timeout=1800)
 
 
-def run_pair(args, out):
-    """Two processes: Horovod if it imports, else two MultiWorkerMirroredStrategy workers."""
+def run_many(args, out):
+    """`args.processes` processes: Horovod if it imports, else MultiWorkerMirroredStrategy workers."""
+    n = args.processes
     try:
         import horovod.tensorflow  # noqa: F401
         has_horovod = True
@@ -119,13 +126,13 @@ def run_pair(args, out):
     if has_horovod:
         launcher = Path(sys.executable).with_name("horovodrun")
         launcher = str(launcher) if launcher.exists() else shutil.which("horovodrun")
-        subprocess.run([launcher, "--gloo", "-np", "2", "-H", "localhost:2", sys.executable,
-                        *_child_args(args, "horovod", out)], env=_env(), check=True, timeout=1800)
+        subprocess.run([launcher, "--gloo", "-np", str(n), "-H", f"localhost:{n}", sys.executable,
+                        *_child_args(args, "horovod", out)], env=_env(args.gpus), check=True, timeout=1800)
         return "horovod"
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
     procs = []
-    for index in range(2):
-        env = _env()
+    for index in range(n):
+        env = _env(args.gpus)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen([sys.executable, *_child_args(args, "multiworker", out)], env=env))
     codes = [p.wait(timeout=1800) for p in procs]
@@ -136,6 +143,8 @@ def run_pair(args, out):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=2, help="processes of the distributed run (2)")
+    parser.add_argument("--gpus", action="store_true", help="keep the GPUs visible (one per Horovod rank)")
     parser.add_argument("--image-size", type=int, default=128, help="square image side, a multiple of 32 (128)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per process per step (4)")
     parser.add_argument("--steps", type=int, default=12, help="training steps per run, warm-up included (12)")
@@ -149,20 +158,24 @@ def main(argv=None):
         return child(args)
     if not 0 <= args.warmup < args.steps:
         parser.error("need 0 <= --warmup < --steps")
+    if args.processes < 2:
+        parser.error("need --processes >= 2")
     with tempfile.TemporaryDirectory() as tmp:
-        one, two = os.path.join(tmp, "one.json"), os.path.join(tmp, "two.json")
+        one, two = os.path.join(tmp, "one.json"), os.path.join(tmp, "many.json")
         run_single(args, one)
-        backend = run_pair(args, two)
+        backend = run_many(args, two)
         single, pair = (json.loads(Path(p).read_text()) for p in (one, two))
     import tensorflow as tf
 
+    n = args.processes
     result = {
         "model": "fcn8s (recipes/sunnybrook_fcn8s.py CPU_DEFAULTS)", "params": single["params"],
         "image_size": args.image_size, "batch_per_process": args.batch_size, "timed_steps": single["timed_steps"],
-        "backend_2proc": backend, "tensorflow": tf.__version__, "cpu_cores": os.cpu_count(),
-        "images_per_s_1proc": round(single["images_per_s"], 2), "images_per_s_2proc": round(pair["images_per_s"], 2),
-        "scaling_efficiency": round(pair["images_per_s"] / (2 * single["images_per_s"]), 3),
-        "note": "CPU only; both processes share the machine's cores, so efficiency < 1 shows overhead, "
+        f"backend_{n}proc": backend, "tensorflow": tf.__version__, "cpu_cores": os.cpu_count(),
+        "images_per_s_1proc": round(single["images_per_s"], 2), f"images_per_s_{n}proc": round(pair["images_per_s"], 2),
+        "scaling_efficiency": round(pair["images_per_s"] / (n * single["images_per_s"]), 3),
+        "device": "gpu" if args.gpus else "cpu",
+        "note": "on a CPU the processes share the machine's cores, so efficiency < 1 shows overhead, "
                 "not what separate devices would give",
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
