@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from tfseg.training.config import choice, to_dict
+from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
 from tfseg.workflows.recipe import DataSplit
 
@@ -342,19 +342,15 @@ def _float(means, score, region):
 
 
 def export(config, model, metrics):
-    """Write `model.keras` (training model), `saved_model/` (segmentation path only) and `metrics.json`."""
-    from tfseg.export.savedmodel import ServingSpec, export_savedmodel
-    from tfseg.utils.atomic import atomic_save_model, atomic_write_json
+    """Write `model.keras` (training model), `saved_model/` (segmentation path only), `metrics.json`, `config.json`."""
+    from tfseg.export.savedmodel import ServingSpec
+    from tfseg.workflows.common import write_run_outputs
 
-    os.makedirs(config.output_dir, exist_ok=True)
-    atomic_save_model(model, os.path.join(config.output_dir, "model.keras"))
     spec = ServingSpec(stride=2 ** (len(config.model.blocks_down) - 1), in_channels=4,
                        normalization="zscore_nonzero", activation="sigmoid", class_names=REGION_NAMES,
                        label_map="brats", extra={"workflow": "brats", "modalities": ["t1", "t1ce", "t2", "flair"],
                                                  "metrics": {k: v for k, v in metrics.items() if k != "per_case"}})
-    export_savedmodel(segmentation_network(model), os.path.join(config.output_dir, "saved_model"), spec)
-    atomic_write_json(os.path.join(config.output_dir, "metrics.json"), metrics)
-    atomic_write_json(os.path.join(config.output_dir, "config.json"), to_dict(config))
+    write_run_outputs(config, model, spec, metrics, serving_model=segmentation_network(model))
 
 
 def run(config):
@@ -391,42 +387,32 @@ PAPER_SIZES = {"data.crop_size": (128, 192, 160), "model.init_filters": 32, "mod
 
 def add_arguments(parser, defaults):
     """The recipe's flags; each overrides the matching config field."""
-    parser.add_argument("--config", help="JSON config (fields of BratsConfig); flags override it")
+    from tfseg.workflows.common import add_common_arguments
+
+    add_common_arguments(parser, defaults.train.epochs, defaults.train.batch_size, defaults.train.learning_rate,
+                         defaults.output_dir, defaults.train.seed, defaults.data.on_error, defaults.distribute,
+                         config_help="JSON config (fields of BratsConfig); flags override it")
     parser.add_argument("--datalist", help="Clara/Decathlon datalist JSON with training/validation sections")
     parser.add_argument("--base-dir", help="folder the datalist's relative paths are resolved against")
     parser.add_argument("--data-dir", help="a BraTS 2018-2021 release folder (split by patient)")
     parser.add_argument("--crop-size", type=int, nargs=3, metavar=("D", "H", "W"),
                         help=f"training crop, slices x rows x columns ({defaults.data.crop_size})")
     parser.add_argument("--init-filters", type=int, help=f"filters of the first level ({defaults.model.init_filters})")
-    parser.add_argument("--epochs", type=int, help=f"training epochs ({defaults.train.epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"crops per batch ({defaults.train.batch_size})")
-    parser.add_argument("--learning-rate", type=float, help=f"Adam learning rate ({defaults.train.learning_rate})")
     parser.add_argument("--pretrained", help="a .keras or .weights.h5 file to fine-tune")
     parser.add_argument("--freeze-encoder-epochs", type=int, help="train the decoder only for this many epochs")
     parser.add_argument("--no-vae", action="store_true", help="train plain SegResNet (no VAE branch)")
     parser.add_argument("--tta", action="store_true", default=None, help="mirror test-time augmentation")
-    parser.add_argument("--output-dir", help=f"where everything is written ({defaults.output_dir})")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
-    parser.add_argument("--seed", type=int, help=f"seed ({defaults.train.seed})")
-    parser.add_argument("--on-error", choices=("skip", "raise"), help="a bad case: skip it or stop")
-    parser.add_argument("--distribute", choices=DISTRIBUTE_CHOICES,
-                        help=f"distribution strategy; multiworker reads TF_CONFIG ({defaults.distribute})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def config_from_args(args, defaults):
     """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.training.config import load_config, override
+    from tfseg.workflows.common import load_with_overrides
 
-    config = load_config(args.config, BratsConfig) if args.config else defaults
-    return override(config, {
+    return load_with_overrides(args, defaults, BratsConfig, {
         "data.datalist": args.datalist, "data.base_dir": args.base_dir, "data.data_dir": args.data_dir,
-        "data.crop_size": list(args.crop_size) if args.crop_size else None, "data.on_error": args.on_error,
+        "data.crop_size": list(args.crop_size) if args.crop_size else None,
         "model.init_filters": args.init_filters, "model.pretrained": args.pretrained,
         "model.freeze_encoder_epochs": args.freeze_encoder_epochs,
-        "model.name": "segresnet" if args.no_vae else None, "train.epochs": args.epochs,
-        "train.batch_size": args.batch_size, "train.learning_rate": args.learning_rate, "train.seed": args.seed,
-        "train.verbose": 0 if args.quiet else None, "inference.tta": args.tta, "output_dir": args.output_dir,
-        "resume": args.resume, "distribute": args.distribute,
+        "model.name": "segresnet" if args.no_vae else None, "inference.tta": args.tta,
     })

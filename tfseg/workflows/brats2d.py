@@ -361,7 +361,9 @@ def run(config):
     history, seconds = train(config, model, train_ds, val_ds, dist)
     metrics = evaluate(config, model, cases, seconds) if dist.is_chief else {}
     if metrics:
-        metrics.update(train_patches=int(train_ds.cardinality()) * config.train.batch_size,
+        from tfseg.data.patch_store import case_subset
+
+        metrics.update(train_patches=len(case_subset(store.path, [c.case_id for c in cases.train])),
                        patch_store_reused=bool(store.reused), synthetic_data=cases.synthetic,
                        skipped_records=len(cases.problems))
     export(config, model, metrics, dist)

@@ -12,14 +12,43 @@ Example:
     (3, 0)
 """
 import contextlib
+import dataclasses
 import logging
 import os
 import time
 
-from tfseg.training.config import to_dict
+from tfseg.training.config import choice, to_dict
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ImagePreparation:
+    """How decoded 2D images are prepared (the fields the 2D workflows' data sections share).
+
+    Attributes:
+        normalization: per-image "zscore", "minmax" or "none".
+        on_error: "skip" or "raise" for a bad file.
+        augment: random flips and small rotations during training.
+        max_degrees: rotation range of the augmentation.
+        workers: decode threads (default: cores).
+    """
+
+    normalization: str = choice("zscore", ("zscore", "minmax", "none"))
+    on_error: str = choice("skip", ("skip", "raise"))
+    augment: bool = True
+    max_degrees: float = 10.0
+    workers: int | None = None
+
+
+@dataclasses.dataclass
+class ModelSection:
+    """Which model: a registered builder name, its weights and extra builder arguments."""
+
+    name: str = "unet"
+    weights: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def add_common_arguments(parser, epochs, batch_size, learning_rate, output_dir, seed, on_error, distribute,

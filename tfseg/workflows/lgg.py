@@ -28,6 +28,7 @@ import numpy as np
 
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
+from tfseg.workflows.common import ImagePreparation, ModelSection as BaseModelSection
 from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ PAPER_SIZES = {"model.options": {"filters": [64, 128, 256, 512], "bridge_filters
 
 
 @dataclasses.dataclass
-class DataSection:
+class DataSection(ImagePreparation):
     """Where the slices are and how they are prepared.
 
     Attributes:
@@ -50,11 +51,7 @@ class DataSection:
         synthetic_patients: patients in the synthetic dataset.
         image_size: side of the square slices are resized to (masks with nearest neighbour).
         test_fraction: fraction of patients held out (and used for validation during training).
-        normalization: per-image "zscore", "minmax" or "none".
-        on_error: "skip" or "raise" for a bad file.
-        augment: random flips and small rotations during training.
-        max_degrees: rotation range of the augmentation.
-        workers: decode threads (default: cores).
+        (and the `ImagePreparation` fields: normalization, on_error, augment, max_degrees, workers)
     """
 
     root: str | None = None
@@ -62,20 +59,13 @@ class DataSection:
     synthetic_patients: int = 20
     image_size: int = 256
     test_fraction: float = 0.1
-    normalization: str = choice("zscore", ("zscore", "minmax", "none"))
-    on_error: str = choice("skip", ("skip", "raise"))
-    augment: bool = True
-    max_degrees: float = 10.0
-    workers: int | None = None
 
 
 @dataclasses.dataclass
-class ModelSection:
-    """A registered builder (ResUNet by default) and its extra arguments."""
+class ModelSection(BaseModelSection):
+    """Which model (ResUNet by default): a registered builder name, its weights and extra builder arguments."""
 
     name: str = "resunet"
-    weights: str | None = None
-    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

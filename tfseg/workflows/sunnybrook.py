@@ -21,12 +21,12 @@ Example:
 import dataclasses
 import logging
 import os
-import time
 
 import numpy as np
 
-from tfseg.training.config import choice, to_dict
+from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
+from tfseg.workflows.common import ImagePreparation, ModelSection as BaseModelSection
 from tfseg.workflows.recipe import DataSplit
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ PAPER_SIZES = {"model.options": {"width": 1.0, "fc_units": 4096, "dropout": 0.5}
 
 
 @dataclasses.dataclass
-class DataSection:
+class DataSection(ImagePreparation):
     """Where the data is and how it is prepared.
 
     Attributes:
@@ -51,12 +51,8 @@ class DataSection:
         synthetic_cases: cases in the synthetic dataset (at most 15 named like the real ones).
         image_size: side of the square the images are resized to for training.
         channels: 1 (grayscale) or 3 (gray→RGB, needed by ImageNet weights).
-        normalization: per-image "zscore", "minmax" or "none".
         val_fraction: fraction of cases (patients) held out for validation.
-        on_error: "skip" or "raise" for a bad file.
-        augment: random flips and rotations during training.
-        max_degrees: rotation range of the augmentation.
-        workers: DICOM decode threads (default: cores).
+        (and the `ImagePreparation` fields: normalization, on_error, augment, max_degrees, workers)
     """
 
     image_dir: str | None = None
@@ -67,21 +63,14 @@ class DataSection:
     synthetic_cases: int = 15
     image_size: int = 128
     channels: int = choice(1, (1, 3))
-    normalization: str = choice("zscore", ("zscore", "minmax", "none"))
     val_fraction: float = 0.2
-    on_error: str = choice("skip", ("skip", "raise"))
-    augment: bool = True
-    max_degrees: float = 10.0
-    workers: int | None = None
 
 
 @dataclasses.dataclass
-class ModelSection:
-    """Which model: a registered builder name, its weights and extra builder arguments."""
+class ModelSection(BaseModelSection):
+    """Which model (FCN-8s by default): a registered builder name, its weights and extra builder arguments."""
 
     name: str = "fcn8s"
-    weights: str | None = None
-    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -223,21 +212,16 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     Returns:
         `(history, train_seconds)`.
     """
-    from tfseg.training import default_callbacks, set_seed
+    from tfseg.training import set_seed
+    from tfseg.workflows.common import fit_phases
 
     set_seed(config.train.seed)
     dist = dist or strategy_distribution(strategy)
     steps = int(train_ds.cardinality())
     train_config = dataclasses.replace(config.train, learning_rate=dist.learning_rate(config.train.learning_rate))
-    optimizer = make_optimizer(train_config, steps)
-    trainer = dist.trainer(model, make_loss(config.train.loss), optimizer, metrics=make_metrics())
-    callbacks = dist.callbacks() + default_callbacks(config.output_dir, monitor="val_dice", mode="max",
-                                                     is_chief=trainer.is_chief)
-    start = time.perf_counter()
-    history = trainer.fit(train_ds, epochs=config.train.epochs, validation_data=val_ds, callbacks=callbacks,
-                          checkpoint_dir=os.path.join(config.output_dir, "checkpoints"), resume=config.resume,
-                          verbose=config.train.verbose if trainer.is_chief else 0)
-    return history, time.perf_counter() - start
+    return fit_phases(dist, model, make_loss(config.train.loss), make_optimizer(train_config, steps), make_metrics(),
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir, monitor="val_dice",
+                      resume=config.resume, verbose=config.train.verbose)
 
 
 def evaluate(config, model, val_samples, split=None, train_seconds=None):
@@ -253,7 +237,9 @@ def evaluate(config, model, val_samples, split=None, train_seconds=None):
     """
     from tfseg.metrics import segmentation_scores
 
-    serve = _serving(config, model)
+    from tfseg.workflows.common import serving_callable
+
+    serve = serving_callable(model, serving_spec(config))
     truth, predicted = [], []
     for image, mask in zip(val_samples.images, val_samples.masks):
         labels = serve(np.asarray(image, np.float32)[None, ..., None])["labels"][0]
@@ -298,15 +284,10 @@ def serving_spec(config, metrics=None):
 
 
 def export(config, model, metrics):
-    """Write `model.keras`, the SavedModel (`saved_model/`) and `metrics.json` into the output directory."""
-    from tfseg.export.savedmodel import export_savedmodel
-    from tfseg.utils.atomic import atomic_save_model, atomic_write_json
+    """Write `model.keras`, the SavedModel (`saved_model/`), `metrics.json` and `config.json` into the output directory."""
+    from tfseg.workflows.common import write_run_outputs
 
-    os.makedirs(config.output_dir, exist_ok=True)
-    atomic_save_model(model, os.path.join(config.output_dir, "model.keras"))
-    export_savedmodel(model, os.path.join(config.output_dir, "saved_model"), serving_spec(config, metrics))
-    atomic_write_json(os.path.join(config.output_dir, "metrics.json"), metrics)
-    atomic_write_json(os.path.join(config.output_dir, "config.json"), to_dict(config))
+    write_run_outputs(config, model, serving_spec(config, metrics), metrics)
 
 
 def run(config):
@@ -327,7 +308,9 @@ def run(config):
 
 def summary_table(metrics):
     """A short text table of the headline figures, with the class-imbalance comparison."""
-    rows = [
+    from tfseg.workflows.common import format_rows
+
+    return format_rows([
         ("model", metrics.get("model", "")),
         ("validation images / cases", f"{metrics['val_images']} / {metrics['val_cases']}"),
         ("LV fraction of pixels", f"{100 * metrics['foreground_fraction']:.2f}%"),
@@ -337,59 +320,35 @@ def summary_table(metrics):
         ("all-background model: pixel accuracy", f"{100 * metrics['all_background_pixel_accuracy']:.2f}%"),
         ("all-background model: Dice (LV)", f"{metrics['all_background_dice']:.4f}"),
         ("epochs / train time", f"{metrics['epochs']} / {metrics['train_seconds']:.0f} s"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"{name:<{width}}  {value}" for name, value in rows]
-    lines.append("Pixel accuracy stays high even for a model that predicts no LV at all; Dice does not.")
-    return "\n".join(lines)
-
-
-def _serving(config, model):
-    import tensorflow as tf
-
-    from tfseg.export.savedmodel import serving_function
-
-    fn = tf.function(serving_function(model, serving_spec(config)))
-    return lambda image: {k: v.numpy() for k, v in fn(tf.constant(image)).items()}
+    ], footer="Pixel accuracy stays high even for a model that predicts no LV at all; Dice does not.")
 
 
 def add_arguments(parser, defaults):
     """The recipe's command-line flags; each one overrides the matching config field."""
+    from tfseg.workflows.common import add_common_arguments
+
     data, train = defaults.data, defaults.train
-    parser.add_argument("--config", help="JSON config file (fields as in SunnybrookConfig); flags override it")
+    add_common_arguments(parser, train.epochs, train.batch_size, train.learning_rate, defaults.output_dir,
+                         train.seed, data.on_error, defaults.distribute,
+                         config_help="JSON config file (fields as in SunnybrookConfig); flags override it")
     parser.add_argument("--image-dir", help="root of the DICOM case folders (default: synthetic data)")
     parser.add_argument("--contour-dir", help="root of the contour case folders (default: synthetic data)")
     parser.add_argument("--contour", choices=("icontour", "ocontour"), help=f"target contour ({data.contour})")
-    parser.add_argument("--epochs", type=int, help=f"training epochs ({train.epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"images per batch ({train.batch_size})")
-    parser.add_argument("--learning-rate", type=float, help=f"Adam learning rate ({train.learning_rate})")
     parser.add_argument("--image-size", type=int, help=f"training image side, a multiple of 32 ({data.image_size})")
     parser.add_argument("--weights", help="'imagenet' or a weights file to start from (default: none)")
-    parser.add_argument("--output-dir", help=f"where checkpoints, logs and exports go ({defaults.output_dir})")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
-    parser.add_argument("--seed", type=int, help=f"seed for the split, shuffling and augmentation ({train.seed})")
-    parser.add_argument("--on-error", choices=("skip", "raise"), help=f"a bad file: skip it or stop ({data.on_error})")
     parser.add_argument("--synthetic-cases", type=int, help=f"cases in the synthetic dataset ({data.synthetic_cases})")
-    parser.add_argument("--distribute", choices=DISTRIBUTE_CHOICES,
-                        help=f"distribution strategy; multiworker reads TF_CONFIG ({defaults.distribute})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def config_from_args(args, defaults):
     """Start from `defaults` (or the `--config` file), then apply the flags that were given."""
-    from tfseg.training.config import load_config, override
+    from tfseg.training.config import override
+    from tfseg.workflows.common import load_with_overrides
 
-    config = load_config(args.config, SunnybrookConfig) if args.config else defaults
-    updates = {
+    config = load_with_overrides(args, defaults, SunnybrookConfig, {
         "data.image_dir": args.image_dir, "data.contour_dir": args.contour_dir, "data.contour": args.contour,
-        "data.image_size": args.image_size, "data.on_error": args.on_error,
-        "data.synthetic_cases": args.synthetic_cases, "train.epochs": args.epochs,
-        "train.batch_size": args.batch_size, "train.learning_rate": args.learning_rate, "train.seed": args.seed,
-        "model.weights": args.weights, "output_dir": args.output_dir, "resume": args.resume,
-        "train.verbose": 0 if args.quiet else None, "distribute": args.distribute,
-    }
-    config = override(config, updates)
+        "data.image_size": args.image_size, "data.synthetic_cases": args.synthetic_cases,
+        "model.weights": args.weights})
     if config.model.weights == "imagenet" and config.data.channels == 1:
         config = override(config, {"data.channels": 3})
     return config
