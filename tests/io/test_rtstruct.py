@@ -321,3 +321,37 @@ def test_write_rejects_bad_label_maps(tmp_path):
     with pytest.raises(ConfigError, match=r"label value\(s\) \[2\]"):
         write_rtstruct(labels, series, tmp_path / "x.dcm", ["A"])
     assert not (tmp_path / "x.dcm").exists()
+
+
+# --- tfseg convert --rtstruct ------------------------------------------------------------------
+
+def test_convert_writes_roi_masks_beside_the_image(tmp_path, capsys):
+    import json
+
+    from tfseg.cli import main
+    from tfseg.io.nifti import read_nifti
+
+    series = _write_series(tmp_path / "ct")
+    labels = _labels(series.shape)
+    rtss = write_rtstruct(labels, series, tmp_path / "rtss.dcm", {1: "Heart", 2: "Lt Lung"})
+    out = tmp_path / "out" / "image.nii.gz"
+    assert main(["convert", str(tmp_path / "ct"), str(out), "--rtstruct", str(rtss),
+                 "--roi", "HEART", "--roi", "2"]) == 0
+    printed = capsys.readouterr().out.split()
+    heart, lung = tmp_path / "out" / "image_Heart.nii.gz", tmp_path / "out" / "image_Lt_Lung.nii.gz"
+    assert printed == [str(out), str(heart), str(lung)]
+    image = read_nifti(out)
+    for path, value in ((heart, 1), (lung, 2)):
+        mask = read_nifti(path)
+        assert np.array_equal(mask.affine, image.affine) and mask.array.dtype == np.uint8
+        assert np.array_equal(mask.array, (labels == value).astype(np.uint8))
+    # One label map, resampled with the image (nearest neighbour keeps the labels).
+    assert main(["convert", str(tmp_path / "ct"), str(out), "--rtstruct", str(rtss),
+                 "--label-map", "--spacing", "0.5", "0.5", "1.0"]) == 0
+    label_map = read_nifti(tmp_path / "out" / "image_labels.nii.gz")
+    assert np.array_equal(label_map.affine, read_nifti(out).affine)
+    assert label_map.shape == read_nifti(out).shape == (8, 26, 20)  # 4x2 mm, 16x0.8, 20x0.5
+    assert set(np.unique(label_map.array)) == {0, 1, 2}
+    names = json.loads((tmp_path / "out" / "image_labels.json").read_text())
+    assert names == {"1": "Heart", "2": "Lt Lung"}
+    assert main(["convert", str(tmp_path / "ct"), str(out), "--roi", "Heart"]) == 2
