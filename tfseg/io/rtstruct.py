@@ -312,19 +312,15 @@ def _slice_for(contour, series, where, name):
     """The slice index a contour belongs to (by SOP instance UID, else by position), checked."""
     along = series.along_normal(contour.points)
     gap = series.slice_gap
-    index = None
-    for uid in contour.referenced_sop_instance_uids:
-        index = series.slice_of(uid)
-        if index is not None:
-            break
-    if index is None:
-        index = int(np.clip(np.rint(along.mean() / gap), 0, series.shape[0] - 1))
+    found = [series.slice_of(uid) for uid in contour.referenced_sop_instance_uids]
+    found = [index for index in found if index is not None]
+    if found:
+        index, how = found[0], "referenced"
+    else:
+        index, how = int(np.clip(np.rint(along.mean() / gap), 0, series.shape[0] - 1)), "nearest"
     plane = (series.positions[index] - series.positions[0]) @ series.normal
     off = float(np.abs(along - plane).max())
     if off > _PLANE_TOLERANCE * gap:
-        how = ("referenced" if index is not None and any(
-            series.slice_of(u) == index for u in contour.referenced_sop_instance_uids)
-            else "nearest")
         raise DataError(where, f"{name} lies {off:.3g} mm off the plane of its {how} slice "
                                f"{index} of series {series.series_instance_uid} (slice gap "
                                f"{gap:.3g} mm): the contour is not on this series' slices")
