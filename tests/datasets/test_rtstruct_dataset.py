@@ -36,7 +36,8 @@ def test_pairs_become_records_with_a_name_report(tmp_path):
     assert found.records[1].rois == (("heart", 1), ("LUNG_L", 2))
     assert found.unmatched == {"Couch": ["A", "B"], "Body": ["B", "C"]}
     assert found.missing == {2: ["C"]}
-    assert len(found.problems) == 1 and "no ROI for class(es) [2]" in found.problems.problems[0].reason
+    assert len(found.problems) == 1
+    assert "no ROI for class(es) [2]" in found.problems.problems[0].reason
     report = found.report()
     assert "'Couch': 2 case(s)" in report and "class 2: C" in report and "1 skipped" in report
     volume, labels = load_case(found.records[0])

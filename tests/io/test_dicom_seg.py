@@ -1,4 +1,4 @@
-"""DICOM SEG and RTSTRUCT written for a label map on a real CT series (pydicom's CT5N), read back."""
+"""DICOM SEG and RTSTRUCT written for label maps on a real CT series (pydicom CT5N), read back."""
 from pathlib import Path
 
 import highdicom as hd
@@ -97,3 +97,29 @@ def test_writers_check_their_input(ct, tmp_path):
     with pytest.raises(DataError, match="not a readable DICOM SEG"):
         read_dicom_seg(volume.meta["files"][0], volume)
     assert not (tmp_path / "seg.dcm").exists()
+
+
+def test_seg_and_rtstruct_on_an_oblique_series(tmp_path):
+    from tfseg.io.dicom import write_image
+
+    a = np.deg2rad(25.0)
+    row, col = (np.cos(a), np.sin(a), 0.0), (0.0, 0.0, -1.0)  # a tilted coronal-like plane
+    normal = np.cross(row, col)
+    for k in range(3):
+        write_image(tmp_path / "mr" / f"{k}.dcm", np.zeros((12, 14), np.int16),
+                    study_instance_uid="1.2.826.0.1.3680043.8.498.5",
+                    series_instance_uid="1.2.826.0.1.3680043.8.498.6",
+                    image_position=tuple(np.round(np.array([5.0, -3.0, 20.0]) + 3.0 * k * normal,
+                                                  6)),
+                    image_orientation=tuple(np.round(row, 8)) + col, pixel_spacing=(0.9, 0.7),
+                    slice_thickness=3.0)
+    volume = read_series(tmp_path / "mr")
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[1, 3:9, 2:11] = 1
+    labels[1, 5:7, 5:8] = 0
+    labels[2, 0:4, 0:3] = 2
+    seg = write_dicom_seg(labels, volume, tmp_path / "seg.dcm", ["Lesion", "Edge"])
+    assert np.array_equal(read_dicom_seg(seg, volume)[0], labels)
+    rtss = write_rtstruct(labels, volume, tmp_path / "rtss.dcm", ["Lesion", "Edge"])
+    assert np.array_equal(rasterize_roi(rtss, "lesion", volume), labels == 1)
+    assert np.array_equal(rasterize_roi(rtss, "edge", volume), labels == 2)

@@ -1,4 +1,4 @@
-"""Tests for tfseg.io.rtstruct: the dicompyler-core structure set, oblique series, holes, writing."""
+"""Tests for tfseg.io.rtstruct: dicompyler-core structure set, oblique series, holes, writing."""
 import copy
 import gzip
 import shutil

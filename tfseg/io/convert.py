@@ -100,7 +100,7 @@ def _stem(path):
 
 
 def _referenced_series(src, rtstruct):
-    """The SeriesInstanceUID of `src` the structure set refers to, or None (let read_series pick)."""
+    """The SeriesInstanceUID of `src` the structure set refers to, or None (read_series picks)."""
     from tfseg.io.dicom import list_series
     from tfseg.io.rtstruct import referenced_series_uids
 

@@ -99,7 +99,7 @@ class DicomSeries:
 
     def along_normal(self, points):
         """The distance of patient points (LPS mm, `(N, 3)`) along the slice normal, in mm,
-        measured from the first slice's plane; slice k lies at `k * slice_gap` (for an even stack)."""
+        measured from the first slice's plane (slice k lies at `k * slice_gap`)."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         return (points - self.positions[0]) @ self.normal
 

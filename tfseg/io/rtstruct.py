@@ -184,7 +184,7 @@ def referenced_series_uids(rtstruct):
 
 
 def find_roi(rtstruct, roi):
-    """The `RoiInfo` of a ROI given by name (case-insensitive, surrounding spaces ignored) or number.
+    """The `RoiInfo` of a ROI given by name (case-insensitive, outer spaces ignored) or number.
 
     Raises:
         DataError: no such ROI (the message lists the ROIs there are), or a name held by several.
