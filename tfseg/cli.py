@@ -3,7 +3,8 @@
     tfseg synth sunnybrook|brats|lgg DATA_DIR [--cases 15] [--seed 0]
     tfseg train WORKFLOW [--paper] [--config cfg.json] [recipe flags ...]   (tfseg train --help: the list)
     tfseg merge-labels --wt wt.nii.gz --tc tc.nii.gz --et et.nii.gz labels.nii.gz
-    tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label]
+    tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label] [--rtstruct RS.dcm [--roi Heart]
+                  [--label-map]]
     tfseg export MODEL.keras OUT [--format savedmodel|onnx|tflite|tensorrt] [--image-size 128]
                  [--normalization zscore] [--input-shape 1,256,256,1] [--precision fp16] ...
 
