@@ -59,7 +59,20 @@ def test_recipe_end_to_end_with_resume(tmp_path):
 
     assert recipe.main(["--config", str(config), "--output-dir", str(out), "--quiet", "--resume",
                         "--epochs", "2"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2
+
+    # Validation means what it says: the whole-volume val_dice logged for the best epoch is the
+    # figure of the final evaluation (same path, best weights restored); crop figures say so.
+    import csv
+
+    with open(out / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert "crop_val_dice_wt" in rows[0] and "val_dice" in rows[0]
+    logged = float(rows[metrics["best_epoch"] - 1]["val_dice"])
+    assert abs(logged - metrics["val_dice"]) <= 0.01 and abs(metrics["best_val_dice"] - metrics["val_dice"]) <= 0.01
+    assert metrics["val_dice"] == pytest.approx(np.mean([metrics[f"val_dice_{r}"] for r in ("wt", "tc", "et")]),
+                                                abs=1e-6)
 
 
 def threshold_model():

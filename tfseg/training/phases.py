@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, output_dir, monitor, mode="max",
                freeze_epochs=0, set_encoder_trainable=None, resume=False, verbose=1, reduce_lr=None,
-               extra_callbacks=()):
+               extra_callbacks=(), validation_prefix="val_"):
     """Train, optionally first with the encoder frozen, with checkpoints every epoch and resume.
 
     With `freeze_epochs > 0`, epochs `[0, freeze_epochs)` train with `set_encoder_trainable(model,
@@ -41,8 +41,9 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
         resume: continue from the last checkpoint in `<output_dir>/checkpoints`.
         verbose: 1 for progress output.
         reduce_lr: keyword arguments of `keras.callbacks.ReduceLROnPlateau`, or None.
-        extra_callbacks: callbacks run before the default ones (e.g. a whole-image validation
-            that adds the monitored value to the logs).
+        extra_callbacks: callbacks run before the default ones (e.g. `PeriodicValidation`, which
+            adds the whole-image figures to the logs before they are written and monitored).
+        validation_prefix: the log prefix of `val_ds`'s figures ("crop_val_" when it holds crops).
 
     Returns:
         `(history, seconds)`: the trainer's history dict and the wall time of training.
@@ -65,7 +66,7 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
                                         reduce_lr=reduce_lr)]
         history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds, callbacks=callbacks,
                               checkpoint_dir=os.path.join(output_dir, "checkpoints"), resume=resume or index > 0,
-                              verbose=verbose if trainer.is_chief else 0)
+                              verbose=verbose if trainer.is_chief else 0, validation_prefix=validation_prefix)
     return history, time.perf_counter() - start
 
 

@@ -27,7 +27,7 @@ from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
 from tfseg.workflows import sections
-from tfseg.workflows.outputs import headline_metrics
+from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,23 @@ class TrainSection(sections.TrainSection):
 
 @dataclasses.dataclass
 class InferenceSection:
-    """Whole-volume inference: sliding windows of `roi_size` (default: the crop), Gaussian blending.
+    """Whole-volume inference: sliding windows with Gaussian blending, sized for inference.
 
-    `crop_to_nonzero` predicts only inside the brain's bounding box (skull-stripped input is zero
-    outside it): the same labels with about half the windows on BraTS volumes.
+    Attributes:
+        roi_size: the window (D, H, W); None chooses it from `memory_mb`: the whole volume when it
+            fits (one forward pass, full context), else the largest window that does. The
+            training crop is not used: a network sees far more context at inference, and a
+            window as small as the crop loses much of the Dice.
+        memory_mb: the activation memory one window may take (see `inference_window`).
+        crop_to_nonzero: predict only inside the brain's bounding box (skull-stripped input is
+            zero outside it): the same labels with about half the windows on BraTS volumes.
+        validate_every: validate on the whole validation volumes every this many epochs during
+            training (0: chosen so that validation takes at most 20% of the training time).
     """
 
     roi_size: tuple[int, ...] | None = None
+    memory_mb: int = 2048
+    validate_every: int = 0
     overlap: float = 0.5
     window_batch_size: int = 2
     tta: bool = False
@@ -220,8 +230,11 @@ def encoder_layers(model):
     return [layer for layer in model.layers if layer.name.startswith(("stem", "enc"))]
 
 
-def train(config, model, train_ds, val_ds, dist=None):
+def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
     """Train on the regions with the configured loss (+ the VAE loss the model adds itself).
+
+    `val_ds` (validation crops) is logged as `crop_val_*`; with `val_cases`, the whole validation
+    volumes go through the inference path every few epochs (`val_dice`, which picks `best.keras`).
 
     Returns `(history, seconds)`. The default, soft Dice + binary cross-entropy, learns the small
     regions in a CPU budget where Dice alone (the paper's loss, `--paper`) is too slow: the
@@ -246,11 +259,25 @@ def train(config, model, train_ds, val_ds, dist=None):
         loss = {"probabilities": loss}
         train_ds = train_ds.map(lambda x, y: (x, {"probabilities": y}))
         val_ds = None if val_ds is None else val_ds.map(lambda x, y: (x, {"probabilities": y}))
-    monitor = "val_dice_wt" if val_ds is not None else "dice_wt"
     return fit_phases(dist, model, loss, optimizer, make_metrics(("dice",), REGION_NAMES, mode="sigmoid"),
-                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir, monitor=monitor,
-                      freeze_epochs=config.model.freeze_epochs, set_encoder_trainable=set_encoder_trainable,
-                      resume=config.resume, verbose=config.train.verbose)
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_cases else "dice", freeze_epochs=config.model.freeze_epochs,
+                      set_encoder_trainable=set_encoder_trainable, resume=config.resume,
+                      verbose=config.train.verbose, extra_callbacks=validation_callbacks(config, val_cases),
+                      validation_prefix="crop_val_")
+
+
+def validation_callbacks(config, val_cases):
+    """Whole-volume validation every few epochs (`val_dice`, `val_dice_<region>`) and a warning for a
+    region stuck at Dice 0; none without validation cases."""
+    from tfseg.training.validation import PeriodicValidation, ZeroScoreWarning
+
+    if not val_cases:
+        return []
+    keys = [f"val_dice_{region.lower()}" for region in REGION_NAMES]
+    return [PeriodicValidation(lambda model: validation_scores(config, model, val_cases),
+                                every=config.inference.validate_every),
+            ZeroScoreWarning(keys, patience=3)]
 
 
 def set_encoder_trainable(model, trainable):
@@ -287,15 +314,95 @@ def normalize_case(image):
     return zscore_nonzero_channels(image).numpy()
 
 
+#: Bytes of activations per voxel and initial filter of a SegResNet forward pass (float32, the
+#: full-resolution tensors alive at once, with margin); the memory model of `inference_window`.
+ACTIVATION_BYTES_PER_VOXEL_FILTER = 64
+
+
+def inference_window(shape, config):
+    """The sliding window for a volume of spatial `shape`: the whole volume if it fits the memory budget.
+
+    Args:
+        shape: the volume's spatial shape `(D, H, W)` (after the crop to the brain, if any).
+        config: the run's config (`inference.roi_size`, `inference.memory_mb`, the model's
+            `init_filters` and depth).
+
+    Returns:
+        `(D, H, W)`, each a multiple of the network's stride.
+
+    Example:
+        >>> inference_window((40, 50, 60), CPU_DEFAULTS)          # fits: one window, padded to 8
+        (40, 56, 64)
+        >>> import dataclasses
+        >>> big = dataclasses.replace(CPU_DEFAULTS, inference=InferenceSection(memory_mb=64))
+        >>> inference_window((155, 240, 240), big)
+        (48, 48, 48)
+    """
+    if config.inference.roi_size:
+        return tuple(int(v) for v in config.inference.roi_size)
+    stride = 2 ** (len(config.model.blocks_down) - 1)
+    padded = tuple(-(-int(n) // stride) * stride for n in shape)
+    per_voxel = ACTIVATION_BYTES_PER_VOXEL_FILTER * int(config.model.init_filters)
+    budget = int(config.inference.memory_mb) * 2 ** 20 // per_voxel
+    if np.prod(padded) <= budget:
+        return padded
+    side = max(stride, int(round(budget ** (1 / 3))) // stride * stride)
+    return tuple(min(side, n) for n in padded)
+
+
 def predict_case(config, network, case, image):
     """Whole-volume region probabilities `(D, H, W, 3)` of one case's stacked `image` (from `read_case_image`)."""
-    from tfseg.inference.sliding_window import predict_volume
+    from tfseg.inference.sliding_window import nonzero_box, predict_volume
 
-    roi = tuple(config.inference.roi_size or config.data.crop_size)
+    shape = image.shape[:3]
+    if config.inference.crop_to_nonzero:
+        box = nonzero_box(image)
+        shape = tuple(part.stop - part.start for part in box) if box is not None else shape
+    roi = inference_window(shape, config)
     probabilities = predict_volume(network, normalize_case(image), roi_size=roi, overlap=config.inference.overlap,
                                    window_batch_size=config.inference.window_batch_size, tta=config.inference.tta,
                                    crop_to_nonzero=config.inference.crop_to_nonzero, source=case.images[0])
     return probabilities
+
+
+def case_scores(config, network, case, image, reference, with_hd95=True):
+    """Predict one labelled case and score its regions; returns `(labels, {region: {score: value}})`."""
+    from tfseg.data.transforms.labels import regions_to_brats_labels
+    from tfseg.io.nifti import read_nifti
+    from tfseg.metrics import brats_region_scores
+
+    labels = regions_to_brats_labels(predict_case(config, network, case, image)).astype(np.uint8)
+    if case.label is None:
+        return labels, None
+    truth = read_nifti(case.label).array
+    scores = brats_region_scores(labels, truth, spacing=reference.spacing if with_hd95 else None)
+    if not with_hd95:
+        for region in scores.values():
+            region.pop("hd95", None)
+    return labels, scores
+
+
+def validation_scores(config, model, cases):
+    """`val_dice` (mean of the regions) and `val_dice_<region>` on the whole validation volumes.
+
+    The same path as `evaluate` (sliding window on the whole volume, regions merged into labels
+    and scored per case, then averaged), without writing files or computing HD95: what
+    `PeriodicValidation` logs during training.
+    """
+    from tfseg.metrics import mean_region_scores
+
+    network = segmentation_network(model)
+    per_case = []
+    for case in cases:
+        if case.label is None:
+            continue
+        image, reference = read_case_image(case)
+        per_case.append(case_scores(config, network, case, image, reference, with_hd95=False)[1])
+    if not per_case:
+        return {}
+    means = mean_region_scores(per_case)
+    scores = {f"val_dice_{region.lower()}": _float(means, "dice", region) for region in REGION_NAMES}
+    return headline_metrics(scores, REGION_NAMES, scores=("dice",))
 
 
 def evaluate(config, model, cases, data=None, train_seconds=None):
@@ -307,9 +414,8 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     Returns:
         The metrics dict: mean Dice and HD95 (mm) per region, per-case scores, timings.
     """
-    from tfseg.data.transforms.labels import regions_to_brats_labels
     from tfseg.io.nifti import read_nifti, write_nifti
-    from tfseg.metrics import brats_region_scores, mean_region_scores
+    from tfseg.metrics import mean_region_scores
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)
@@ -319,16 +425,15 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     for case in cases:
         start = time.perf_counter()
         image, reference = read_case_image(case)
-        probabilities = predict_case(config, network, case, image)
-        labels = regions_to_brats_labels(probabilities).astype(np.uint8)
+        labels, scores = case_scores(config, network, case, image, reference)
         seconds.append(time.perf_counter() - start)
         write_nifti(os.path.join(predictions, f"{case.case_id}_seg.nii.gz"), labels, reference.affine,
                     header=reference.header, dtype=np.uint8)
-        if case.label is None:
+        if scores is None:
             continue
-        truth = read_nifti(case.label).array
-        per_case[case.case_id] = brats_region_scores(labels, truth, spacing=reference.spacing)
+        per_case[case.case_id] = scores
         if config.inference.overlays:
+            truth = read_nifti(case.label).array
             three_plane_overlay(image, os.path.join(overlays, f"{case.case_id}.png"), labels=truth,
                                 prediction=labels, spacing=reference.spacing, title=case.case_id)
     metrics = {"val_cases": len(cases), "infer_seconds_per_case": round(float(np.mean(seconds)), 2) if seconds else None,
@@ -374,10 +479,11 @@ def run(config):
         data = find_data(config)
     train_ds, val_ds = make_datasets(config, data, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, val_ds, dist=dist)
+    history, seconds = train(config, model, train_ds, val_ds, dist=dist, val_cases=data.val)
     if not dist.is_chief:  # evaluation writes prediction files: the chief's job
         return None
-    metrics = evaluate(config, model, data.val, data, seconds)
+    best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+    metrics = {**evaluate(config, model, data.val, data, seconds), **best}
     export(config, model, metrics)
     return metrics
 

@@ -57,3 +57,35 @@ def headline_metrics(metrics, names, prefix="val", scores=("dice", "iou", "preci
         if values and f"{prefix}_{score}" not in result:
             result[f"{prefix}_{score}"] = round(float(np.mean(values)), 6)
     return result
+
+
+def use_best_epoch(model, history, output_dir, monitor="val_dice", mode="max"):
+    """Load the best validated weights into `model` and say which epoch they are.
+
+    After this, the evaluation, `model.keras` and the SavedModel are the model of the epoch whose
+    `monitor` was best in `history.csv` (computed by the same inference path), so the logged
+    figure and the final `metrics.json` agree.
+
+    Args:
+        model: the trained model (its weights are replaced by `<output_dir>/best.keras`'s).
+        history: the trainer's history `{key: [value per epoch]}`.
+        output_dir: the run folder.
+        monitor, mode: the key and direction that picked `best.keras`.
+
+    Returns:
+        `{"best_epoch": n, "best_<monitor>": value}` (1-based epoch), or `{}` when nothing was
+        validated (then the last epoch's weights stay).
+
+    Example:
+        >>> use_best_epoch(None, {"val_dice": [float("nan")]}, "/nonexistent-run")
+        {}
+    """
+    from tfseg.training.validation import restore_best
+
+    values = np.asarray(history.get(monitor, []), dtype=np.float64)
+    if not values.size or np.all(np.isnan(values)):
+        return {}
+    index = int(np.nanargmax(values) if mode == "max" else np.nanargmin(values))
+    if restore_best(model, output_dir) is None:
+        return {}
+    return {"best_epoch": index + 1, f"best_{monitor}": round(float(values[index]), 6)}
