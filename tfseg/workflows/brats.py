@@ -49,6 +49,9 @@ class DataSection:
         synthetic_shape: (x, y, z) size of the synthetic volumes, in NIfTI order.
         crop_size: training crop (D, H, W) in tfseg's memory order (NIfTI z, y, x); each a multiple of 8.
         foreground_probability: chance that a crop is centred to contain tumour.
+        foreground_classes: the label values such crops are centred on in turn (each tumour class
+            as often as the others, so small enhancing/necrotic regions are learned); None: any
+            tumour voxel.
         crops_per_case: random crops drawn from each training case per epoch.
         val_fraction: patients held out when splitting a `data_dir`.
         on_error: "skip" or "raise" for a bad case.
@@ -63,6 +66,7 @@ class DataSection:
     synthetic_shape: tuple[int, ...] = (64, 64, 48)
     crop_size: tuple[int, ...] = (48, 64, 64)
     foreground_probability: float = 0.5
+    foreground_classes: tuple[int, ...] | None = (1, 2, 4)
     crops_per_case: int = 1
     val_fraction: float = 0.2
     on_error: str = choice("skip", ("skip", "raise"))
@@ -196,7 +200,8 @@ def make_datasets(config, data, dist=None):
     common = dict(crop_size=tuple(config.data.crop_size), batch_size=config.train.batch_size,
                   seed=config.train.seed, on_error=config.data.on_error)
     train_ds = brats_dataset(data.train, training=True, foreground_probability=config.data.foreground_probability,
-                             cache=config.data.cache, **common).repeat(config.data.crops_per_case)
+                             foreground_classes=config.data.foreground_classes, cache=config.data.cache, **common)
+    train_ds = train_ds.repeat(config.data.crops_per_case)
     val_ds = brats_dataset(data.val, training=False, cache=config.data.cache, **common) if data.val else None
     if dist is not None:
         train_ds = dist.shard(train_ds)
