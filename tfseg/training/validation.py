@@ -156,3 +156,25 @@ def restore_best(model, output_dir):
     model.set_weights(best.get_weights())
     logger.info("restored the best validated weights from %s", path)
     return path
+
+
+def whole_image_validation(score_fn, every=0, watch=(), patience=3):
+    """The callbacks of a validation that means what it says: `PeriodicValidation` + `ZeroScoreWarning`.
+
+    Args:
+        score_fn: `fn(model) -> {"val_dice": ..., "val_dice_<class>": ...}` through the inference path.
+        every: validation interval in epochs (0: within a 20% time budget).
+        watch: the per-class keys whose staying at 0 is warned about.
+        patience: validations at 0 before the warning.
+
+    Returns:
+        A list of callbacks for `fit_phases(extra_callbacks=...)`.
+
+    Example:
+        >>> [type(c).__name__ for c in whole_image_validation(lambda m: {}, watch=["val_dice_et"])]
+        ['PeriodicValidation', 'ZeroScoreWarning']
+    """
+    callbacks = [PeriodicValidation(score_fn, every=every)]
+    if watch:
+        callbacks.append(ZeroScoreWarning(watch, patience=patience))
+    return callbacks

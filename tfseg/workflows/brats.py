@@ -116,13 +116,10 @@ class InferenceSection:
         memory_mb: the activation memory one window may take (see `inference_window`).
         crop_to_nonzero: predict only inside the brain's bounding box (skull-stripped input is
             zero outside it): the same labels with about half the windows on BraTS volumes.
-        validate_every: validate on the whole validation volumes every this many epochs during
-            training (0: chosen so that validation takes at most 20% of the training time).
     """
 
     roi_size: tuple[int, ...] | None = None
     memory_mb: int = 2048
-    validate_every: int = 0
     overlap: float = 0.5
     window_batch_size: int = 2
     tta: bool = False
@@ -275,14 +272,13 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
 def validation_callbacks(config, val_cases):
     """Whole-volume validation every few epochs (`val_dice`, `val_dice_<region>`) and a warning for a
     region stuck at Dice 0; none without validation cases."""
-    from tfseg.training.validation import PeriodicValidation, ZeroScoreWarning
+    from tfseg.training.validation import whole_image_validation
 
     if not val_cases:
         return []
-    keys = [f"val_dice_{region.lower()}" for region in REGION_NAMES]
-    return [PeriodicValidation(lambda model: validation_scores(config, model, val_cases),
-                                every=config.inference.validate_every),
-            ZeroScoreWarning(keys, patience=3)]
+    return whole_image_validation(lambda model: validation_scores(config, model, val_cases),
+                                  every=config.train.validate_every,
+                                  watch=[f"val_dice_{region.lower()}" for region in REGION_NAMES])
 
 
 def set_encoder_trainable(model, trainable):

@@ -33,7 +33,7 @@ from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
-from tfseg.workflows.outputs import headline_metrics
+from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -235,24 +235,35 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def train(config, model, train_ds, val_ds, dist=None):
-    """AdamW + focal loss, ReduceLROnPlateau(val_loss), checkpoint every epoch; returns `(history, seconds)`."""
+def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
+    """AdamW + focal loss, ReduceLROnPlateau on the validation loss, checkpoint every epoch; returns `(history, seconds)`.
+
+    `val_ds` (validation patches) is logged as `patch_val_*` (its loss drives the plateau); with
+    `val_cases`, their whole slices are tiled as at test time every few epochs (`val_dice`, the
+    mean of the tumour classes, which picks `best.keras`).
+    """
     from tfseg.training import set_seed
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
     train_section = config.train
     set_seed(train_section.seed)
     rate = dist.learning_rate(train_section.learning_rate) if dist is not None else None
     optimizer = make_optimizer(train_section, int(train_ds.cardinality()), rate)
-    monitor = "val_loss" if val_ds is not None else "loss"
+    monitor = "patch_val_loss" if val_ds is not None else "loss"
+    validation = [] if not val_cases else whole_image_validation(
+        lambda m: validation_scores(config, m, val_cases), every=train_section.validate_every,
+        watch=[f"val_dice_{name}" for name in CLASS_NAMES[1:]])
     reduce_lr = ({"monitor": monitor, "factor": train_section.plateau_factor,
                   "patience": train_section.plateau_patience, "min_lr": 1e-6}
                  if train_section.plateau_patience > 0 else None)
     loss = make_loss(train_section.loss, mode="softmax", gamma=train_section.focal_gamma)
     return fit_phases(dist, model, loss, optimizer, make_metrics(("dice",), CLASS_NAMES, mode="softmax"),
-                      train_ds, val_ds, epochs=train_section.epochs, output_dir=config.output_dir, monitor=monitor,
-                      mode="min", resume=config.resume, verbose=train_section.verbose, reduce_lr=reduce_lr)
+                      train_ds, val_ds, epochs=train_section.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_cases else monitor, mode="max" if val_cases else "min",
+                      resume=config.resume, verbose=train_section.verbose, reduce_lr=reduce_lr,
+                      extra_callbacks=validation, validation_prefix="patch_val_")
 
 
 def window_predictor(model, settings):
@@ -290,31 +301,64 @@ def predict_case(config, predict, image):
     return labels
 
 
-def evaluate(config, model, cases, train_seconds=None):
-    """Tile every axial slice of the test cases; the per-class report over all test pixels; GIFs.
+def predicted_cases(config, model, cases, problems):
+    """Yield `(case, image, truth, predicted)` for each readable case: every axial slice tiled and stitched.
 
-    Returns:
-        The dict written to `metrics.json`: per class precision, recall, accuracy, IoU and Dice,
-        the mean Dice over the three tumour classes, the whole-tumour Dice, and counts.
+    `truth` and `predicted` are label maps 0-3 (after the remap); a case that cannot be read is
+    reported to `problems` (a `ProblemLog`) and left out.
     """
+    from tfseg.data.slices import read_case
     from tfseg.data.transforms.labels import remap_labels
     from tfseg.errors import DataError
-    from tfseg.reports import format_report, report_from_batches
-    from tfseg.utils.problems import ProblemLog
-    from tfseg.data.slices import read_case
-    from tfseg.viz.curves import plot_run_curves
 
     predict = window_predictor(model, augmentation(config))
-    problems = ProblemLog(config.data.on_error)
-    pairs, gif_cases, whole = [], [], np.zeros(3)
-    for case in cases.test:
+    for case in cases:
         try:
             image, truth = read_case(case, channels=tuple(config.data.modalities))
         except DataError as error:
             problems.report_error(error)
             continue
         truth = remap_labels(truth, LABEL_REMAP, source=case.label).astype(np.uint8)
-        predicted = predict_case(config, predict, image)
+        yield case, image, truth, predict_case(config, predict, image)
+
+
+def class_scores(report, prefix):
+    """`<prefix>_<score>_<class>` for the tumour classes of a report, and their means (`<prefix>_<score>`)."""
+    scores = {f"{prefix}_{score}_{name}": float(report["classes"][name][score])
+              for name in CLASS_NAMES[1:] for score in ("dice", "iou", "precision", "recall")}
+    return headline_metrics(scores, CLASS_NAMES[1:], prefix=prefix)
+
+
+def validation_scores(config, model, cases):
+    """`val_dice` (mean of the tumour classes) and per-class figures on whole validation slices, tiled
+    as at test time: what validation logs during training."""
+    from tfseg.reports import report_from_batches
+    from tfseg.utils.problems import ProblemLog
+
+    pairs = [(predicted, truth) for _, _, truth, predicted in
+             predicted_cases(config, model, cases, ProblemLog("skip"))]
+    if not pairs:
+        return {}
+    report = report_from_batches(iter(pairs), num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES)
+    return class_scores(report, "val")
+
+
+def evaluate(config, model, cases, train_seconds=None):
+    """Tile every axial slice of the test cases; the per-class report over all test pixels; GIFs.
+
+    Returns:
+        The dict written to `metrics.json`: per class precision, recall, accuracy, IoU and Dice,
+        the mean Dice over the three tumour classes, the whole-tumour Dice, and counts
+        (`test_*`); and the same figures on the validation cases (`val_*`, as validation logged
+        them).
+    """
+    from tfseg.reports import format_report, report_from_batches
+    from tfseg.utils.problems import ProblemLog
+    from tfseg.viz.curves import plot_run_curves
+
+    problems = ProblemLog(config.data.on_error)
+    pairs, gif_cases, whole = [], [], np.zeros(3)
+    for case, image, truth, predicted in predicted_cases(config, model, cases.test, problems):
         pairs.append((predicted, truth))
         both = np.logical_and(predicted > 0, truth > 0).sum()
         whole += (both, (predicted > 0).sum(), (truth > 0).sum())
@@ -329,13 +373,11 @@ def evaluate(config, model, cases, train_seconds=None):
                "test_whole_tumour_dice": float(2 * whole[0] / max(1.0, whole[1] + whole[2])),
                "per_class": report["classes"], "epochs": config.train.epochs,
                "model": f"{config.model.name}_{config.model.encoder}", "params": int(model.count_params()),
-               "skipped_test_cases": len(problems)}
-    for name in CLASS_NAMES[1:]:
-        for score in ("dice", "iou", "precision", "recall"):
-            metrics[f"val_{score}_{name}"] = float(report["classes"][name][score])
+               "skipped_test_cases": len(problems), **class_scores(report, "test"),
+               **validation_scores(config, model, cases.val)}
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
-    return headline_metrics(metrics, CLASS_NAMES[1:])
+    return metrics
 
 
 def write_gifs(config, gif_cases):
@@ -379,8 +421,11 @@ def run(config):
         store = make_patch_store(config, cases)
     train_ds, val_ds = make_datasets(config, store, cases, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, cases, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, val_ds, dist, val_cases=cases.val)
+    metrics = {}
+    if dist.is_chief:
+        best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+        metrics = {**evaluate(config, model, cases, seconds), **best}
     if metrics:
         from tfseg.data.patch_store import case_subset
 

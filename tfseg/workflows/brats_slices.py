@@ -29,7 +29,7 @@ from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
-from tfseg.workflows.outputs import headline_metrics
+from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +175,12 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def train(config, model, train_ds, val_ds, dist=None):
+def train(config, model, train_ds, val_ds, dist=None, val_slices=None):
     """Warm up the decoder on a frozen encoder (`model.freeze_epochs`, with pretrained weights), then fine-tune.
+
+    `val_ds` (held-out slices resized to the training size) is logged as `resized_val_*`; with
+    `val_slices`, they go through the serving path at their original size every few epochs
+    (`val_dice`, the mean of WT and ET, which picks `best.keras`).
 
     Returns `(history, seconds)`. A randomly initialized encoder is never frozen (nothing to keep).
     The Dice is taken over the whole batch (segmentation_models_pytorch's DiceLoss): most slices
@@ -187,6 +191,7 @@ def train(config, model, train_ds, val_ds, dist=None):
     from tfseg.training import set_seed
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
     set_seed(config.train.seed)
     freeze = config.model.freeze_epochs if config.model.weights else 0
@@ -195,11 +200,14 @@ def train(config, model, train_ds, val_ds, dist=None):
     rate = dist.learning_rate(config.train.learning_rate) if dist is not None else None
     optimizer = make_optimizer(config.train, int(train_ds.cardinality()), rate)
     loss = make_loss(config.train.loss, mode="sigmoid", batch_dice=True)
+    validation = [] if not val_slices else whole_image_validation(
+        lambda m: held_out_scores(config, m, val_slices), every=config.train.validate_every,
+        watch=[f"val_dice_{name.lower()}" for name in REGION_NAMES])
     return fit_phases(dist, model, loss, optimizer, make_metrics(("dice", "iou"), REGION_NAMES, mode="sigmoid"),
                       train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
-                      monitor="val_dice_wt" if val_ds is not None else "dice_wt", freeze_epochs=freeze,
+                      monitor="val_dice" if val_slices else "dice", freeze_epochs=freeze,
                       set_encoder_trainable=set_encoder_trainable, resume=config.resume,
-                      verbose=config.train.verbose)
+                      verbose=config.train.verbose, extra_callbacks=validation, validation_prefix="resized_val_")
 
 
 def serving_spec(config, metrics=None):
@@ -213,17 +221,14 @@ def serving_spec(config, metrics=None):
                               "metrics": metrics or {}})
 
 
-def evaluate(config, model, val, train_seconds=None):
-    """Validation Dice and IoU of WT and ET over all held-out slice pixels, at each slice's original size.
+def held_out_scores(config, model, val):
+    """Dice, IoU, precision and recall of WT and ET over all held-out slice pixels, at each slice's original size.
 
-    The slices go through the exported serving function. The training loss on the validation
-    batches (`val_loss`, batch soft Dice + BCE) is in `history.csv`; a soft Dice summed over the
-    whole validation set is not reported: it is dominated by the small probabilities of the many
-    background pixels, not by the masks.
+    The slices go through the exported serving function; the figures validation logs and
+    `metrics.json` holds (`val_dice` is the mean of WT and ET).
     """
     from tfseg.export.savedmodel import serving_callable
     from tfseg.metrics import segmentation_scores
-    from tfseg.viz.curves import plot_run_curves
 
     serve = serving_callable(model, serving_spec(config))
     counts = {name: [] for name in REGION_NAMES}
@@ -232,21 +237,32 @@ def evaluate(config, model, val, train_seconds=None):
         truth = np.stack([item.label > 0, item.label == 4], axis=-1)
         for i, name in enumerate(REGION_NAMES):
             counts[name].append((labels[..., i].ravel(), truth[..., i].ravel()))
-    metrics = {"val_slices": len(val), "epochs": config.train.epochs,
-               "model": f"{config.model.name}_{config.model.encoder}", "params": int(model.count_params())}
+    metrics = {}
     for name in REGION_NAMES:
         pred = np.concatenate([p for p, _ in counts[name]]) if counts[name] else np.zeros(0, np.uint8)
         true = np.concatenate([t for _, t in counts[name]]) if counts[name] else np.zeros(0, np.uint8)
         scores = segmentation_scores(pred.astype(np.uint8), true.astype(np.uint8), num_classes=2)
-        key = name.lower()
-        metrics[f"val_dice_{key}"] = float(scores["dice"][1])
-        metrics[f"val_iou_{key}"] = float(scores["iou"][1])
-        metrics[f"val_precision_{key}"] = float(scores["precision"][1])
-        metrics[f"val_recall_{key}"] = float(scores["recall"][1])
+        for score in ("dice", "iou", "precision", "recall"):
+            metrics[f"val_{score}_{name.lower()}"] = float(scores[score][1])
+    return headline_metrics(metrics, REGION_NAMES)
+
+
+def evaluate(config, model, val, train_seconds=None):
+    """Validation figures of WT and ET over all held-out slice pixels (`held_out_scores`) and the curves.
+
+    The training loss on the validation batches (`resized_val_loss`, batch soft Dice + BCE) is in
+    `history.csv`; a soft Dice summed over the whole validation set is not reported: it is
+    dominated by the small probabilities of the many background pixels, not by the masks.
+    """
+    from tfseg.viz.curves import plot_run_curves
+
+    metrics = {"val_slices": len(val), "epochs": config.train.epochs,
+               "model": f"{config.model.name}_{config.model.encoder}", "params": int(model.count_params()),
+               **held_out_scores(config, model, val)}
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
     plot_run_curves(config.output_dir)
-    return headline_metrics(metrics, REGION_NAMES)
+    return metrics
 
 
 def export(config, model, metrics, dist=None):
@@ -266,8 +282,11 @@ def run(config):
     train_slices, val_slices = extract(config, cases)
     train_ds, val_ds = make_datasets(config, train_slices, val_slices, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, val_slices, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, val_ds, dist, val_slices=val_slices)
+    metrics = {}
+    if dist.is_chief:
+        best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+        metrics = {**evaluate(config, model, val_slices, seconds), **best}
     if metrics:
         metrics.update(train_slices=len(train_slices), train_cases=len(cases.train), val_cases=len(cases.val),
                        synthetic_data=cases.synthetic, skipped_records=len(cases.problems))

@@ -73,18 +73,42 @@ def build_parser(name, description=None, prog=None):
     return parser
 
 
+def _dotted_keys(updates, prefix=""):
+    """The dotted paths a (nested) update dict sets: `{"train": {"epochs": 3}}` -> `{"train.epochs"}`."""
+    keys = set()
+    for key, value in updates.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and "." not in key:
+            keys |= _dotted_keys(value, f"{path}.") | {path}
+        elif value is not None:
+            keys.add(path)
+    return keys
+
+
 def config_from_args(name, args):
-    """The config of workflow `name` resolved from parsed `args`: defaults -> --paper -> --config -> flags."""
+    """The config of workflow `name` resolved from parsed `args`: defaults -> --paper -> --config -> flags.
+
+    A workflow module may define `adjust_config(config, explicit)`, called last with the set of
+    dotted paths the user chose (by `--paper`, the file or a flag): it derives the rest from the
+    data (e.g. crop sizes from a dataset fingerprint) without overriding those.
+    """
+    from tfseg.training.config import read_json_config
+
     entry = get_workflow(name)
     module = entry.load()
     config = entry.cpu_defaults()
+    explicit = set()
     if args.paper:
         config = override(config, entry.paper_overrides(), where="paper")
+        explicit |= _dotted_keys(entry.paper_overrides())
     if args.config:
         config = apply_config_file(config, args.config)
-    config = override(config, {**shared_overrides(args), **module.flag_overrides(args)})
+        explicit |= _dotted_keys(read_json_config(args.config))
+    flags = {**shared_overrides(args), **module.flag_overrides(args)}
+    config = override(config, flags)
+    explicit |= _dotted_keys(flags)
     adjust = getattr(module, "adjust_config", None)
-    return adjust(config) if adjust is not None else config
+    return adjust(config, explicit) if adjust is not None else config
 
 
 def resolve_config(name, argv=None):

@@ -30,6 +30,7 @@ from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
+from tfseg.workflows.outputs import use_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -185,25 +186,33 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def train(config, model, train_ds, test_ds, dist=None):
+def train(config, model, train_ds, test_ds, dist=None, test_samples=None):
     """Train (checkpoint every epoch, resume, history.csv, TensorBoard); returns `(history, seconds)`.
 
     The Dice of the loss and of the metrics is taken over the whole batch (as
     segmentation_models_pytorch's DiceLoss): about 40% of LGG slices have no abnormality, and a
-    per-slice Dice of an empty slice is unstable.
+    per-slice Dice of an empty slice is unstable. `test_ds` (held-out slices resized to the
+    training size) is logged as `resized_val_*`; with `test_samples`, the held-out slices go
+    through the serving path at their original size every few epochs (`val_dice`, which picks
+    `best.keras`).
     """
     from tfseg.training import set_seed
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
     train_section = config.train
     set_seed(train_section.seed)
     rate = dist.learning_rate(train_section.learning_rate) if dist is not None else None
     optimizer = make_optimizer(train_section, int(train_ds.cardinality()), rate)
+    validation = [] if test_samples is None else whole_image_validation(
+        lambda m: held_out_predictions(config, m, test_samples)[2], every=train_section.validate_every)
     return fit_phases(dist, model, make_loss(train_section.loss, mode="sigmoid", batch_dice=True), optimizer,
                       make_metrics(("dice", "iou"), CLASS_NAMES, mode="sigmoid"), train_ds, test_ds,
-                      epochs=train_section.epochs, output_dir=config.output_dir, monitor="val_dice",
-                      resume=config.resume, verbose=train_section.verbose)
+                      epochs=train_section.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if test_samples is not None else "resized_val_dice",
+                      resume=config.resume, verbose=train_section.verbose, extra_callbacks=validation,
+                      validation_prefix="resized_val_")
 
 
 def serving_spec(config, metrics=None):
@@ -236,6 +245,28 @@ def slice_dice(pred, truth):
     return 1.0 if total == 0 else 2.0 * float(np.logical_and(pred, truth).sum()) / total
 
 
+def held_out_predictions(config, model, test):
+    """Predict the held-out slices at their original size through the serving function, and score them.
+
+    Returns:
+        `(predicted masks, true masks, scores)`; the scores are the dataset-level `val_dice`,
+        `val_iou`, `val_precision`, `val_recall` of the abnormality over all held-out pixels (and
+        the same with the `_abnormality` suffix): the figures validation logs and `metrics.json` holds.
+    """
+    from tfseg.export.savedmodel import serving_callable
+    from tfseg.metrics import segmentation_scores
+
+    serve = serving_callable(model, serving_spec(config))
+    predicted = predict_samples(serve, test.images)
+    truth = [np.asarray(m, np.uint8) for m in test.masks]
+    counts = segmentation_scores(np.concatenate([p.ravel() for p in predicted]),
+                                 np.concatenate([t.ravel() for t in truth]), num_classes=2)
+    scores = {}
+    for score in ("dice", "iou", "precision", "recall"):
+        scores[f"val_{score}"] = scores[f"val_{score}_abnormality"] = float(counts[score][1])
+    return predicted, truth, scores
+
+
 def evaluate(config, model, test, split=None, train_seconds=None):
     """Test-set figures at the original size, HDF5 predictions, PNG overlays and the training curves.
 
@@ -244,22 +275,14 @@ def evaluate(config, model, test, split=None, train_seconds=None):
         abnormality over all test pixels, the mean per-slice Dice (empty-empty slices count 1),
         and counts.
     """
-    from tfseg.export.savedmodel import serving_callable
-    from tfseg.metrics import segmentation_scores
     from tfseg.viz.curves import plot_run_curves
 
-    serve = serving_callable(model, serving_spec(config))
-    predicted = predict_samples(serve, test.images)
-    truth = [np.asarray(m, np.uint8) for m in test.masks]
-    scores = segmentation_scores(np.concatenate([p.ravel() for p in predicted]),
-                                 np.concatenate([t.ravel() for t in truth]), num_classes=2)
+    predicted, truth, scores = held_out_predictions(config, model, test)
     ids = [f"{r.patient}_{r.slice_index}" for r in test.records]
     metrics = {
-        "val_dice": float(scores["dice"][1]), "val_iou": float(scores["iou"][1]),
-        "val_precision": float(scores["precision"][1]), "val_recall": float(scores["recall"][1]),
-        "val_dice_abnormality": float(scores["dice"][1]), "val_iou_abnormality": float(scores["iou"][1]),
-        "test_dice": float(scores["dice"][1]), "test_iou": float(scores["iou"][1]),
-        "test_precision": float(scores["precision"][1]), "test_recall": float(scores["recall"][1]),
+        **scores,
+        "test_dice": scores["val_dice"], "test_iou": scores["val_iou"],
+        "test_precision": scores["val_precision"], "test_recall": scores["val_recall"],
         "test_mean_slice_dice": float(np.mean([slice_dice(p, t) for p, t in zip(predicted, truth)])),
         "test_slices": len(test), "test_patients": len({r.patient for r in test.records}),
         "test_slices_with_abnormality": int(sum(t.any() for t in truth)),
@@ -307,8 +330,11 @@ def run(config):
         split = find_data(config)
     train_ds, test_ds, test = make_datasets(config, split, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, test_ds, dist)
-    metrics = evaluate(config, model, test, split, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, test_ds, dist, test_samples=test)
+    metrics = {}
+    if dist.is_chief:
+        best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+        metrics = {**evaluate(config, model, test, split, seconds), **best}
     export(config, model, metrics, dist)
     return metrics
 

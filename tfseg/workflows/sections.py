@@ -57,6 +57,9 @@ class TrainSection:
         mixed_precision: float16 compute with float32 variables and loss scaling (GPU).
         seed: seeds the split, the shuffling, the augmentation and the initial weights.
         verbose: 1 for a progress bar (one line per epoch when the output is not a terminal), 0 for none.
+        validate_every: score the whole validation images/volumes through the inference path
+            every this many epochs (the figure that picks `best.keras`); 0 chooses the interval so
+            that validation takes at most 20% of the training time. The last epoch is always scored.
     """
 
     epochs: int = 20
@@ -72,6 +75,7 @@ class TrainSection:
     mixed_precision: bool = False
     seed: int = 0
     verbose: int = 1
+    validate_every: int = 0
 
 
 @dataclasses.dataclass

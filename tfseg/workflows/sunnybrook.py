@@ -28,6 +28,7 @@ from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
 from tfseg.workflows import sections
+from tfseg.workflows.outputs import use_best_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -186,13 +187,16 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def train(config, model, train_ds, val_ds, dist=None):
+def train(config, model, train_ds, val_ds, dist=None, val_samples=None):
     """Train with the tfseg trainer: checkpoints every epoch, CSV/TensorBoard logs, resume.
 
     Args:
         dist: a `Distribution` from `workflow_distribution` (its trainer, learning-rate scaling
             and warm-up; `train_ds` is then this rank's share), or the `tf.distribute.Strategy`
             the model was built under, or None.
+        val_samples: the decoded validation images: scored at their original size through the
+            serving path every few epochs (`val_dice`, which picks `best.keras`); `val_ds`
+            (resized to the training size) is logged as `resized_val_*`.
 
     Returns:
         `(history, train_seconds)`.
@@ -200,15 +204,46 @@ def train(config, model, train_ds, val_ds, dist=None):
     from tfseg.training import set_seed
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
     set_seed(config.train.seed)
     dist = as_distribution(dist)
     optimizer = make_optimizer(config.train, int(train_ds.cardinality()), dist.learning_rate(config.train.learning_rate))
     # Dice and IoU of the LV with pixel accuracy: together they show the class imbalance.
     metrics = make_metrics(("dice", "iou", "pixel_accuracy"), CLASS_NAMES, mode="softmax")
+    validation = [] if val_samples is None else whole_image_validation(
+        lambda m: held_out_predictions(config, m, val_samples)[2], every=config.train.validate_every)
     return fit_phases(dist, model, make_loss(config.train.loss, mode="softmax"), optimizer, metrics,
-                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir, monitor="val_dice",
-                      resume=config.resume, verbose=config.train.verbose)
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_samples is not None else "resized_val_dice", resume=config.resume,
+                      verbose=config.train.verbose, extra_callbacks=validation, validation_prefix="resized_val_")
+
+
+def held_out_predictions(config, model, val_samples):
+    """Predict the validation images at their original size through the serving function, and score them.
+
+    Returns:
+        `(predicted labels, true labels, scores)`, the labels flattened over all images; the scores
+        are `val_dice`, `val_iou`, `val_precision`, `val_recall` of the LV over all validation
+        pixels (also with the `_left_ventricle` suffix) and `val_pixel_accuracy`: the figures
+        validation logs and `metrics.json` holds.
+    """
+    from tfseg.export.savedmodel import serving_callable
+    from tfseg.metrics import segmentation_scores
+
+    serve = serving_callable(model, serving_spec(config))
+    truth, predicted = [], []
+    for image, mask in zip(val_samples.images, val_samples.masks):
+        labels = serve(np.asarray(image, np.float32)[None, ..., None])["labels"][0]
+        truth.append(np.asarray(mask).ravel())
+        predicted.append(np.asarray(labels).ravel())
+    truth = np.concatenate(truth)
+    predicted = np.concatenate(predicted)
+    counts = segmentation_scores(predicted, truth, num_classes=2)
+    scores = {"val_pixel_accuracy": float(np.mean(predicted == truth))}
+    for score in ("dice", "iou", "precision", "recall"):
+        scores[f"val_{score}"] = scores[f"val_{score}_left_ventricle"] = float(counts[score][1])
+    return predicted, truth, scores
 
 
 def evaluate(config, model, val_samples, split=None, train_seconds=None):
@@ -222,27 +257,12 @@ def evaluate(config, model, val_samples, split=None, train_seconds=None):
     Returns:
         The dict written to `metrics.json`.
     """
-    from tfseg.export.savedmodel import serving_callable
     from tfseg.metrics import segmentation_scores
 
-    serve = serving_callable(model, serving_spec(config))
-    truth, predicted = [], []
-    for image, mask in zip(val_samples.images, val_samples.masks):
-        labels = serve(np.asarray(image, np.float32)[None, ..., None])["labels"][0]
-        truth.append(np.asarray(mask).ravel())
-        predicted.append(np.asarray(labels).ravel())
-    truth = np.concatenate(truth)
-    predicted = np.concatenate(predicted)
-    native = segmentation_scores(predicted, truth, num_classes=2)
+    predicted, truth, scores = held_out_predictions(config, model, val_samples)
     lazy = segmentation_scores(np.zeros_like(truth), truth, num_classes=2)
     metrics = {
-        "val_dice": float(native["dice"][1]),
-        "val_dice_left_ventricle": float(native["dice"][1]),
-        "val_iou_left_ventricle": float(native["iou"][1]),
-        "val_iou": float(native["iou"][1]),
-        "val_pixel_accuracy": float(np.mean(predicted == truth)),
-        "val_precision": float(native["precision"][1]),
-        "val_recall": float(native["recall"][1]),
+        **scores,
         "val_images": len(val_samples),
         "val_cases": len({r.case for r in val_samples.records}),
         "foreground_fraction": float(np.mean(truth == 1)),
@@ -285,10 +305,11 @@ def run(config):
         split = find_data(config)
     train_ds, val_ds, val_samples = make_datasets(config, split, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, val_ds, dist=dist)
+    history, seconds = train(config, model, train_ds, val_ds, dist=dist, val_samples=val_samples)
     if not dist.is_chief:  # the chief evaluates and writes the outputs
         return None
-    metrics = evaluate(config, model, val_samples, split, seconds)
+    best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+    metrics = {**evaluate(config, model, val_samples, split, seconds), **best}
     export(config, model, metrics)
     return metrics
 
@@ -329,7 +350,7 @@ def flag_overrides(args):
             "model.weights": args.weights}
 
 
-def adjust_config(config):
+def adjust_config(config, explicit=()):
     """ImageNet weights need 3-channel input: grayscale images are fed as RGB."""
     from tfseg.training.config import override
 
