@@ -198,11 +198,6 @@ def make_metrics():
             for i, name in enumerate(REGION_NAMES)]
 
 
-def encoder_layers(model):
-    """The layers of the shared encoder: the stem and the `enc*` levels of the SegResNet builders."""
-    return [layer for layer in model.layers if layer.name.startswith(("stem", "enc"))]
-
-
 def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     """Train with soft Dice + binary cross-entropy on the regions (+ the VAE loss the model adds itself).
 
@@ -219,6 +214,7 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     import keras
 
     from tfseg.losses import DiceCrossEntropyLoss
+    from tfseg.models.encoder import set_encoder_trainable
     from tfseg.training import set_seed
     from tfseg.workflows.common import fit_phases
 
@@ -239,12 +235,6 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
                       output_dir=config.output_dir, monitor=monitor, freeze_epochs=config.model.freeze_encoder_epochs,
                       set_encoder_trainable=set_encoder_trainable, resume=config.resume,
                       verbose=config.train.verbose)
-
-
-def set_encoder_trainable(model, trainable):
-    """Freeze (False) or unfreeze (True) the SegResNet encoder layers (`encoder_layers`)."""
-    for layer in encoder_layers(model):
-        layer.trainable = trainable
 
 
 def segmentation_network(model):
@@ -270,9 +260,9 @@ def read_case_image(case):
 
 def normalize_case(image):
     """Per-channel z-score over non-zero voxels, the same function the pipeline and the SavedModel use."""
-    from tfseg.data.transforms.intensity import zscore_nonzero_channels
+    from tfseg.data.transforms.intensity import zscore_nonzero
 
-    return zscore_nonzero_channels(image).numpy()
+    return zscore_nonzero(image).numpy()
 
 
 def predict_case(config, network, case, image):

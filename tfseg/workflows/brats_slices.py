@@ -179,7 +179,7 @@ def train_model(config, model, train_ds, val_ds, dist):
     import keras
 
     from tfseg.losses import DiceCrossEntropyLoss, DiceLoss
-    from tfseg.models.unet import set_encoder_trainable
+    from tfseg.models.encoder import set_encoder_trainable
     from tfseg.training import set_seed
     from tfseg.workflows.common import fit_phases, loss_scaled
 
