@@ -107,7 +107,8 @@ def _unpack(data):
                       f"got one element of type {type(data).__name__}")
 
 
-def _batch_size(x):
+def batch_size_of(x):
+    """The number of examples in a batch `x` (the first dimension of its first tensor), float32."""
     return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
 
 
@@ -389,7 +390,7 @@ class Trainer:
         return grads, total, parts, y_pred
 
     def _replica_grads(self, x, y, sample_weight):
-        n_local = _batch_size(x)
+        n_local = batch_size_of(x)
         if self.num_replicas > 1:
             n_global = tf.distribute.get_replica_context().all_reduce(_SUM, n_local)
         else:
@@ -429,7 +430,7 @@ class Trainer:
         y_pred = self.model(x, training=False)
         data_loss, parts = self._compute_loss(y, y_pred, sample_weight)
         total = data_loss + self._regularization()
-        self._update_metrics(total, parts, _batch_size(x), y, y_pred, sample_weight)
+        self._update_metrics(total, parts, batch_size_of(x), y, y_pred, sample_weight)
 
     def _test_step(self, data):
         x, y, sample_weight = _unpack(data)
