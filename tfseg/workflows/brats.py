@@ -287,7 +287,8 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     """
     from tfseg.data.transforms.labels import regions_to_brats_labels
     from tfseg.io.nifti import read_nifti, write_nifti
-    from tfseg.metrics import brats_region_scores, mean_region_scores
+    from tfseg.metrics import mean_region_scores
+    from tfseg.workflows.brats_regions import brats_region_scores
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)

@@ -56,7 +56,7 @@ class PatchSection:
 
 @dataclasses.dataclass
 class AugmentSection:
-    """The W3 augmentation (see `tfseg.data.transforms.compose.Brats2DAugmentation`)."""
+    """The W3 augmentation (see `tfseg.workflows.brats2d_augment.Brats2DAugmentation`)."""
 
     enabled: bool = True
     spatial_probability: float = 0.95
@@ -143,7 +143,7 @@ def make_patch_store(config, cases):
 
 def augmentation(config):
     """The `Brats2DAugmentation` of this run."""
-    from tfseg.data.transforms.compose import Brats2DAugmentation
+    from tfseg.workflows.brats2d_augment import Brats2DAugmentation
 
     aug = config.augment
     return Brats2DAugmentation(patch_size=config.patches.patch_size, spatial_probability=aug.spatial_probability,
@@ -157,7 +157,7 @@ def sample_transform(config, training):
     preprocessing, then the label remap {0,1,2,4} -> {0,1,2,3}."""
     import tensorflow as tf
 
-    from tfseg.data.transforms.compose import augment_brats2d, preprocess_brats2d
+    from tfseg.workflows.brats2d_augment import augment_brats2d, preprocess_brats2d
     from tfseg.data.transforms.labels import remap_labels
 
     settings = augmentation(config)
@@ -241,7 +241,7 @@ def window_predictor(model, settings):
     """`fn(windows (B, p, p, C) raw) -> probabilities`: each window normalized like a training patch."""
     import tensorflow as tf
 
-    from tfseg.data.transforms.compose import preprocess_brats2d
+    from tfseg.workflows.brats2d_augment import preprocess_brats2d
 
     @tf.function(reduce_retracing=True)
     def predict(batch):
