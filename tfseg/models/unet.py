@@ -60,7 +60,7 @@ from keras import layers
 
 from tfseg.errors import ConfigError, DataError
 from tfseg.models import weights as weights_lib
-from tfseg.models.blocks import OUTPUT_ACTIVATIONS, check_input_shape, conv, decoder_block, max_pool, norm
+from tfseg.models.blocks import check_input_shape, conv, decoder_block, max_pool, norm
 from tfseg.models.blocks import check_head, segmentation_head
 from tfseg.models.encoder import ENCODER_PREFIX, set_encoder_trainable
 from tfseg.models.registry import register_model

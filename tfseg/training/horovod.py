@@ -68,10 +68,6 @@ class HorovodTrainer(Trainer):
 
     def _replica_grads(self, x, y, sample_weight):
         """The step's gradients, with Horovod's global batch size and a global non-finite flag."""
-        import tensorflow as tf
-
-        from tfseg.training.trainer import _batch_size
-
         hvd = self._hvd
         if hvd.size() == 1:
             return super()._replica_grads(x, y, sample_weight)
@@ -110,8 +106,6 @@ class HorovodTrainer(Trainer):
             TfsegError: the ranks start from different optimizer steps (they resumed from
                 different checkpoints: the checkpoint folder is not shared).
         """
-        import numpy as np
-
         hvd = self._hvd
         if hvd.size() == 1:
             return
