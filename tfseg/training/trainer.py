@@ -47,6 +47,8 @@ import tensorflow as tf
 from tfseg.errors import ConfigError, TfsegError
 from tfseg.training.callbacks import EpochCheckpoint, current_learning_rate, restore_callbacks_state
 from tfseg.training.checkpoint import CheckpointManager, ensure_built
+from tfseg.training.progress import EpochLine, fit_verbosity
+from tfseg.utils.progress import is_terminal
 
 logger = logging.getLogger(__name__)
 
@@ -512,7 +514,8 @@ class Trainer:
             steps_per_epoch: batches per epoch; needed for a repeating dataset, which is then
                 read on across epochs. Default: one pass over the dataset.
             validation_steps: batches per validation; default one pass.
-            verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+            verbose: 0 silent, 1 progress bar (one line per epoch when stdout is not a terminal),
+                2 one line per epoch.
             checkpoint_dir: save a resumable checkpoint there after every epoch (chief only),
                 unless an `EpochCheckpoint` in `callbacks` already writes to that folder.
             resume: restore the latest checkpoint (of `checkpoint_dir`, or of the
@@ -558,9 +561,11 @@ class Trainer:
             logger.info("nothing to do: %d of %d epochs already done", initial_epoch, epochs)
             return history
 
+        verbose = fit_verbosity(verbose)  # off a terminal: one line per epoch, not bar redraws
+        lines = [EpochLine(epochs)] if verbose == 2 else []
         callback_list = keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=verbose > 0, model=self.model, epochs=epochs, steps=steps,
-            verbose=verbose)
+            callbacks + lines, add_history=True, add_progbar=verbose == 1, model=self.model, epochs=epochs,
+            steps=steps, verbose=verbose)
         self.model.stop_training = False
         train_dist = self.strategy.experimental_distribute_dataset(train_data)
         val_dist = None if validation_data is None else self.strategy.experimental_distribute_dataset(validation_data)
@@ -674,7 +679,7 @@ class Trainer:
 
         Args:
             data: a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)` batches.
-            verbose: 1 shows a progress bar.
+            verbose: 1 shows a progress bar (on a terminal only).
             steps: batches to evaluate; default one pass.
             callbacks: Keras callbacks receiving the `on_test_*` calls.
 
@@ -684,7 +689,7 @@ class Trainer:
         self._check_dataset(data, "data")
         steps = self._steps(data, steps, "steps")
         self._prepare(data)
-        callback_list = keras.callbacks.CallbackList(list(callbacks or ()), add_progbar=verbose > 0,
+        callback_list = keras.callbacks.CallbackList(list(callbacks or ()), add_progbar=verbose > 0 and is_terminal(),
                                                      model=self.model, epochs=1, steps=steps, verbose=verbose)
         return self._run_test(self.strategy.experimental_distribute_dataset(data), steps, callback_list)
 
