@@ -17,21 +17,10 @@ Example:
     >>> tfseg.export.FORMATS
     ('savedmodel', 'onnx', 'tflite', 'tensorrt')
 """
-import importlib
-
 from tfseg.export.dispatch import FORMATS, export_model
-
-_LAZY = {"default_spec": "endpoint", "serving_endpoint": "endpoint"}
+from tfseg.utils.lazy import lazy_attributes
 
 __all__ = ["FORMATS", "export_model", "default_spec", "serving_endpoint"]
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfseg.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tfseg.export.{module}"), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_attributes(globals(), {"default_spec": "tfseg.export.endpoint",
+                                                  "serving_endpoint": "tfseg.export.endpoint"})

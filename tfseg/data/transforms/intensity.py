@@ -191,16 +191,7 @@ def brain_mask(image):
 
 
 def brain_mask_array(image):
-    """`brain_mask` in numpy: where any channel of a channels-last image is non-zero, bool.
-
-    Args:
-        image: `(H, W, C)` or `(D, H, W, C)` array.
-
-    Returns:
-        bool array of the image's spatial shape.
-
-    Raises:
-        ConfigError: the image has no channel axis (rank below 3).
+    """`brain_mask` in numpy (same rule, same errors): a bool array of the image's spatial shape.
 
     Example:
         >>> import numpy as np
