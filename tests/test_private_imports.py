@@ -12,7 +12,7 @@ def private_imports(root, folders):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tfseg"):
                     found += [f"{path.relative_to(root).as_posix()}:{node.lineno}: {node.module}.{alias.name}"
-                              for alias in node.names if alias.name.startswith("_")]
+                              for alias in node.names if alias.name.startswith("_") and not alias.name.endswith("__")]
     return found
 
 

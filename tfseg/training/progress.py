@@ -43,6 +43,9 @@ def fit_verbosity(verbose, stream=None):
 class EpochLine(keras.callbacks.Callback):
     """Write `epoch E/N - S s - name value - ...` at the end of every epoch (the epoch's logs).
 
+    The logs are written loss first, then the other training figures, the `val_` figures and the
+    learning rate, each group in the order Keras gives them.
+
     Args:
         epochs: the total number of epochs, shown as N.
         stream: where to write; default `sys.stdout` at the time of writing.
@@ -60,10 +63,17 @@ class EpochLine(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - (self._started or time.perf_counter())
         parts = [f"epoch {epoch + 1}/{self.epochs}", f"{seconds:.1f} s"]
-        parts += [f"{name} {_number(value)}" for name, value in (logs or {}).items()]
+        logs = logs or {}
+        parts += [f"{name} {_number(logs[name])}" for name in sorted(logs, key=_log_order)]
         stream = sys.stdout if self.stream is None else self.stream
         stream.write(" - ".join(parts) + "\n")
         stream.flush()
+
+
+def _log_order(name):
+    """Loss first, then the metrics, the validation figures, and the learning rate last."""
+    base = name[4:] if name.startswith("val_") else name
+    return (name == "learning_rate", name.startswith("val_"), base != "loss")
 
 
 def _number(value):

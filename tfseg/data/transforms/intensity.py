@@ -86,11 +86,18 @@ def nonzero_moments(image):
         ([3.0], [1.0])
     """
     x = tf.cast(image, tf.float32)
-    mask = tf.cast(tf.not_equal(x, 0.0), tf.float32)
+    inside = tf.not_equal(x, 0.0)
+    mask = tf.cast(inside, tf.float32)
     axes = list(range(x.shape.rank - 1))
     count = tf.maximum(tf.reduce_sum(mask, axis=axes), 1.0)
-    mean = tf.reduce_sum(x, axis=axes) / count
-    std = tf.sqrt(tf.reduce_sum(tf.square((x - mean) * mask), axis=axes) / count)
+    # Sums of values shifted by one of the channel's own values: exact for a constant channel
+    # (float32 sums of large equal values are not) and better conditioned for any other.
+    reference = tf.reduce_max(tf.where(inside, x, tf.fill(tf.shape(x), -float("inf"))), axis=axes)
+    reference = tf.where(tf.math.is_finite(reference), reference, tf.zeros_like(reference))
+    shifted = (x - reference) * mask
+    offset = tf.reduce_sum(shifted, axis=axes) / count
+    std = tf.sqrt(tf.reduce_sum(tf.square((shifted - offset) * mask), axis=axes) / count)
+    mean = reference + offset
     spread = std > ZERO_SPREAD * tf.maximum(1.0, tf.abs(mean))
     return mean, tf.where(spread, std, tf.ones_like(std))
 
