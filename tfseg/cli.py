@@ -8,7 +8,9 @@
                  [--normalization zscore] [--input-shape 1,256,256,1] [--precision fp16] ...
 
 Example:
-    >>> main(["synth", "--help"])  # doctest: +SKIP
+    >>> args = build_parser().parse_args(["synth", "brats", "data/brats", "--cases", "4"])
+    >>> args.command, args.dataset, args.cases
+    ('synth', 'brats', 4)
 """
 import argparse
 import json

@@ -28,6 +28,7 @@ def test_warmup_factor_by_hand():
     assert warmup_factor(0, 0, 8) == 1.0
 
 
+@pytest.mark.slow
 def test_schedule_registered_in_a_fresh_process_without_horovod():
     code = ("import sys\n"
             "import tfseg.training.distributed\n"
