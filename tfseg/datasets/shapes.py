@@ -9,8 +9,8 @@ Example:
     >>> mask = ellipse(grid.xx, grid.yy, (2.0, 2.0), (1.5, 1.5), width=0.5)
     >>> image = np.zeros((5, 5), np.float32)
     >>> paint(image, mask, 10.0)
-    >>> image[2].round(1).tolist()
-    [0.0, 8.8, 10.0, 8.8, 0.0]
+    >>> [round(float(v), 1) for v in image[2]]
+    [1.2, 8.8, 10.0, 8.8, 1.2]
 """
 import math
 
