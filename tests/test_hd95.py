@@ -5,7 +5,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from tfseg.errors import ConfigError, DataError
-from tfseg.metrics import brats_region_scores, hausdorff_distance_95, mean_region_scores
+from tfseg.metrics import hausdorff_distance_95, mean_region_scores
+from tfseg.workflows.brats_regions import brats_region_scores
 
 
 def surface_by_hand(mask):

@@ -9,7 +9,9 @@
                  [--normalization zscore] [--input-shape 1,256,256,1] [--precision fp16] ...
 
 Example:
-    >>> main(["synth", "--help"])  # doctest: +SKIP
+    >>> args = build_parser().parse_args(["synth", "brats", "data/brats", "--cases", "4"])
+    >>> args.command, args.dataset, args.cases
+    ('synth', 'brats', 4)
 """
 import argparse
 import json
@@ -120,11 +122,11 @@ def _export(args):
 
 def build_parser():
     """The argument parser of the `tfseg` command."""
+    parser = argparse.ArgumentParser(prog="tfseg", description="Medical image segmentation with TensorFlow/Keras.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     from tfseg import __version__
 
-    parser = argparse.ArgumentParser(prog="tfseg", description="Medical image segmentation with TensorFlow/Keras.")
     parser.add_argument("--version", action="version", version=f"tfseg {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
     synth = commands.add_parser("synth", help="write a synthetic dataset in a real on-disk layout")
@@ -178,11 +180,13 @@ def build_parser():
 
 def main(argv=None):
     """Run the `tfseg` command; returns the exit code (2 for a tfseg error, with its message)."""
-    from tfseg.utils.quiet import quiet_tensorflow
+    from tfseg.utils.quiet import import_tensorflow, quiet_tensorflow
 
-    quiet_tensorflow()
+    quiet_tensorflow()  # before anything imports TensorFlow (TFSEG_VERBOSE_TF=1 keeps its messages)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if args.command in ("train", "export"):
+        import_tensorflow()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if rest and args.command != "train":

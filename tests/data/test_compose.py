@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfseg.data.transforms.compose import Brats2DAugmentation, augment_brats2d, one_of, preprocess_brats2d
+from tfseg.data.transforms.compose import one_of
+from tfseg.workflows.brats2d_augment import Brats2DAugmentation, augment_brats2d, preprocess_brats2d
 from tfseg.data.transforms.intensity import percentile_stretch
 from tfseg.data.transforms.spatial import pad_or_crop
 from tfseg.errors import ConfigError

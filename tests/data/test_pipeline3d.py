@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfseg.data.pipeline3d import brats_dataset, check_cases, decode_case, nonzero_stats
-from tfseg.data.transforms.volume import crop, zscore_nonzero
+from tfseg.data.pipeline3d import brats_dataset, check_cases, decode_case
+from tfseg.data.transforms.intensity import nonzero_stats, zscore_nonzero
+from tfseg.data.transforms.volume import crop
 from tfseg.utils.problems import ProblemLog
 from tfseg.datasets.synthetic import write_brats
 from tfseg.errors import ConfigError, DataError

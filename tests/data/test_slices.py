@@ -6,7 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfseg.data.slices import (brain_mask, extract_slices, read_case, slice_difference, slices_from_cases,
+from tfseg.data.transforms.intensity import brain_mask_array as brain_mask
+from tfseg.data.slices import (extract_slices, read_case, slice_difference, slices_from_cases,
                                tumour_brain_ratio)
 from tfseg.datasets.synthetic import write_brats
 from tfseg.errors import ConfigError, DataError

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfseg.data.transforms.intensity import nonzero_moments, zscore_nonzero
 from tfseg.data.transforms.volume import (crop, crop_start, flip_axes, intensity_parameters, intensity_shift_scale,
-                                          nonzero_moments, random_crop, random_flip, random_intensity,
-                                          zscore_nonzero)
+                                          random_crop, random_flip, random_intensity)
 from tfseg.errors import ConfigError
 
 

@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from tfseg.errors import ConfigError, DataError
-from tfseg.inference.writers import (BOTH_COLOUR, PREDICTION_COLOUR, TRUTH_COLOUR, read_predictions_hdf5,
-                                     safe_file_name, write_overlay_png, write_overlay_pngs,
+from tfseg.viz.overlays import BOTH_COLOUR, PREDICTION_COLOUR, TRUTH_COLOUR, write_overlay_png, write_overlay_pngs
+from tfseg.inference.writers import (read_predictions_hdf5, safe_file_name,
                                      write_predictions_hdf5)
 
 IDS = ["BraTS20_Training_001", "SC-HF-I-1/IM-0001-0048", "тест ü"]

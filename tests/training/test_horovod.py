@@ -20,6 +20,7 @@ import tensorflow as tf
 from tfseg.errors import ConfigError
 from tfseg.training import Trainer
 from tfseg.training import distributed
+from tfseg.training.warmup import LearningRateWarmup, WarmupSchedule
 from tfseg.training.distributed import (Distribution, equal_shard_steps, shard_batches, strategy_distribution,
                                         workflow_distribution)
 
@@ -162,7 +163,7 @@ def _fit(learning_rate, epochs, warmup, checkpoint_dir=None, resume=False):
 
 
 def _warmup(world_size=4, epochs=1):
-    callback_class, _ = distributed._warmup_classes()
+    callback_class = LearningRateWarmup
     return callback_class(world_size, epochs)
 
 
@@ -207,14 +208,14 @@ def test_warmup_wraps_a_schedule_and_unwraps_it():
     expected = [float(schedule(t)) * (0.5 + 0.5 * min(1.0, t / 4)) for t in range(8)]
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
     assert optimizer._learning_rate is schedule  # unwrapped at the end of training
-    _, schedule_class = distributed._warmup_classes()
+    schedule_class = WarmupSchedule
     wrapped = schedule_class(schedule, 4, 2)
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(wrapped))
     assert float(again(2)) == pytest.approx(float(wrapped(2)))
 
 
 def test_warmup_rejects_bad_arguments():
-    callback_class, _ = distributed._warmup_classes()
+    callback_class = LearningRateWarmup
     with pytest.raises(ConfigError, match="world_size"):
         callback_class(0)
     with pytest.raises(ConfigError, match="warmup_epochs"):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tfseg.datasets.brats import MODALITIES, BratsCase
+from tfseg.models.encoder import encoder_layers
 from tfseg.workflows import brats
 from tfseg.workflows.entry import resolve_config
 
@@ -147,7 +148,7 @@ def test_fine_tuning_keeps_the_encoder_frozen_then_trains_it(tmp_path):
     model = brats.build(config)
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in model.layers if layer.weights}
     brats.train(config, model, train_ds, None)
-    encoder = {layer.name for layer in brats.encoder_layers(model)}
+    encoder = {layer.name for layer in encoder_layers(model)}
     assert encoder and all(layer.trainable for layer in model.layers)  # unfrozen after the warm-up phase
     changed = {name for name, weights in before.items()
                if any(not np.array_equal(a, b) for a, b in zip(weights, model.get_layer(name).get_weights()))}

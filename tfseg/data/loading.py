@@ -22,6 +22,7 @@ import os
 
 from tfseg.utils.problems import ProblemLog
 from tfseg.errors import DataError
+from tfseg.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def load_samples(records, load_fn, on_error="skip", workers=None, progress=False
         load_fn: returns `(image, mask)` numpy arrays or raises `DataError` for a bad record.
         on_error: "skip" (log, record in `problems`, leave the record out) or "raise".
         workers: number of threads; defaults to the number of cores.
-        progress: show a progress bar (tqdm) while decoding.
+        progress: show a progress bar while decoding (one log line when not on a terminal).
 
     Returns:
         `LoadedSamples` in the order of `records`, without the records that failed under "skip";
@@ -67,9 +68,7 @@ def load_samples(records, load_fn, on_error="skip", workers=None, progress=False
         futures = [pool.submit(load_fn, record) for record in records]
         iterator = futures
         if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(futures, desc="decode", unit="img", leave=False)
+            iterator = progress_bar(futures, "decode", "img", leave=False)
         images, masks, kept = [], [], []
         for record, future in zip(records, iterator):
             try:

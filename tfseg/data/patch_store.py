@@ -69,6 +69,7 @@ from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import TEMP_PREFIX, atomic_path
 from tfseg.utils.hdf5 import open_hdf5
 from tfseg.utils.problems import ProblemLog, check_policy
+from tfseg.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def write_patch_store(path, cases, patch_size=128, stride=64, channels=("flair",
         on_error: "raise" (DataError at the first bad case, nothing written) or "skip" (log it,
             leave it out, list it in the store's `skipped`).
         problems: optional `ProblemLog` that skipped cases are added to.
-        progress: show a tqdm progress bar over the cases.
+        progress: show a progress bar over the cases (one log line when not on a terminal).
 
     Returns:
         A `PatchStore` describing the file written.
@@ -263,8 +264,7 @@ def _write(path, cases, arguments, store_fingerprint, on_error, problems, progre
     channels = tuple(arguments["channels"])
     iterator = cases
     if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(cases, desc="patch store", unit="case")
+        iterator = progress_bar(cases, "patch store", "case")
     case_ids = []
     try:
         with atomic_path(path) as tmp:

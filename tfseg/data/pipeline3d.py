@@ -52,8 +52,9 @@ import nibabel as nib
 import numpy as np
 import tensorflow as tf
 
+from tfseg.data.transforms.intensity import nonzero_stats
 from tfseg.data.transforms.labels import brats_regions
-from tfseg.data.transforms.volume import _check_probability, _check_size, _crop_one, crop_start, flip_axes, \
+from tfseg.data.transforms.volume import check_probability, check_size_3d, crop_start, crop_tensor, flip_axes, \
     flip_mask, intensity_parameters
 from tfseg.utils.problems import ProblemLog, check_policy
 from tfseg.errors import ConfigError, DataError
@@ -61,40 +62,9 @@ from tfseg.io.nifti import read_nifti
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["brats_dataset", "check_cases", "decode_case", "nonzero_stats"]
+__all__ = ["brats_dataset", "check_cases", "decode_case"]
 
 _SMALL_INTS = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
-
-
-def nonzero_stats(array):
-    """Mean and population std of the non-zero voxels of one channel, in float64.
-
-    One pass for the count and two reductions (sum, sum of squares) over the whole volume; zeros
-    add nothing to the sums, so no mask is built. Integer volumes are summed exactly in int64
-    (int16 squares summed over 2**33 voxels still fit), floating ones in float64.
-
-    Args:
-        array: numpy volume of any shape and real dtype.
-
-    Returns:
-        `(mean, std)` as Python floats; `(0.0, 1.0)` for an all-zero volume, std 1 when all
-        non-zero voxels are equal (as `tfseg.data.transforms.volume.nonzero_moments`).
-
-    Example:
-        >>> nonzero_stats(np.array([0, 2, 4], np.int16))
-        (3.0, 1.0)
-    """
-    flat = np.ravel(array)
-    count = int(np.count_nonzero(flat))
-    if not count:
-        return 0.0, 1.0
-    exact = flat.dtype.kind in "iub" and flat.dtype.itemsize <= 2
-    accumulator = np.int64 if exact else np.float64
-    total = float(flat.sum(dtype=accumulator))
-    square = float(np.einsum("i,i->", flat, flat, dtype=accumulator, casting="unsafe"))
-    mean = total / count
-    std = float(np.sqrt(max(square / count - mean * mean, 0.0)))
-    return mean, (std if std > 0.0 else 1.0)
 
 
 def _header(path):
@@ -252,11 +222,11 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
         if training:
             raise ConfigError("training needs a crop_size (D, H, W)")
     else:
-        crop_size = _check_size(crop_size, "crop_size")
+        crop_size = check_size_3d(crop_size, "crop_size")
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size!r}")
     batch_size = int(batch_size)
-    foreground_probability = _check_probability(foreground_probability, "foreground_probability")
+    foreground_probability = check_probability(foreground_probability, "foreground_probability")
     if num_parallel_reads is not None and int(num_parallel_reads) < 1:
         raise ConfigError(f"num_parallel_reads must be >= 1 or None, got {num_parallel_reads!r}")
     parallel = tf.data.AUTOTUNE if num_parallel_reads is None else int(num_parallel_reads)
@@ -298,8 +268,8 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
         volumes, label, mean, std = decoded[:channels], decoded[channels], decoded[channels + 1], decoded[-1]
         seeds = tf.random.experimental.stateless_split(tf.cast(seed_pair, tf.int64), 3)
         start = crop_start(tf.shape(label), crop_size, seeds[0], label, foreground_probability, foreground_classes)
-        image = tf.stack([_crop_one(v, start, crop_size) for v in volumes], axis=-1)
-        label = _crop_one(label, start, crop_size)
+        image = tf.stack([crop_tensor(v, start, crop_size) for v in volumes], axis=-1)
+        label = crop_tensor(label, start, crop_size)
         shift, scale = zeros, ones
         if augment:
             image, label = flip_axes(image, label, flip_mask(seeds[1]))
@@ -314,8 +284,8 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
             shape = tf.shape(label)
             size = tf.constant(crop_size, tf.int32)
             start = tf.where(shape >= size, (shape - size) // 2, -((size - shape) // 2))
-            image = tf.stack([_crop_one(v, start, crop_size) for v in volumes], axis=-1)
-            label = _crop_one(label, start, crop_size)
+            image = tf.stack([crop_tensor(v, start, crop_size) for v in volumes], axis=-1)
+            label = crop_tensor(label, start, crop_size)
         return finish(image, label, mean, std, zeros, ones)
 
     options = dict(num_parallel_calls=parallel, deterministic=deterministic)

@@ -13,7 +13,7 @@ sagittal slice run along D, inferior to superior for a RAS/LPS file).
 
 **Area ratio.** The brain is every pixel where some channel is non-zero (BraTS volumes are
 skull-stripped, exactly 0 outside the brain); the tumour is every pixel with a label > 0. A
-slice is kept when tumour area / brain area is above `min_ratio` (0 when there is no brain).
+slice is kept when tumour area / brain area (`brain_mask_array`) is above `min_ratio` (0 when there is no brain).
 
 **Near-duplicates.** Two slices `a`, `b` differ by the normalized mean absolute difference
 `sum|a - b| / (sum|a| + sum|b|)` over all pixels and channels: 0 for identical slices, 1 for
@@ -36,6 +36,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfseg.data.transforms.intensity import brain_mask_array
 from tfseg.datasets.brats import MODALITIES, parse_name
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.nifti import read_nifti
@@ -44,7 +45,7 @@ from tfseg.utils.problems import ProblemLog, check_policy
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PLANES", "Slice", "brain_mask", "tumour_brain_ratio", "slice_difference", "plane_slice",
+__all__ = ["PLANES", "Slice", "tumour_brain_ratio", "slice_difference", "plane_slice",
            "extract_slices", "read_case", "check_channels", "slices_from_cases"]
 
 #: Plane name -> the memory axis of `(D, H, W[, C])` that a slice of that plane fixes.
@@ -68,19 +69,6 @@ class Slice:
     image: np.ndarray
     label: np.ndarray
     case_id: Optional[str] = None
-
-
-def brain_mask(image):
-    """The pixels of a `(H, W, C)` slice where any channel is non-zero, as a bool `(H, W)` array.
-
-    Example:
-        >>> brain_mask(np.array([[[0, 0], [0, 3]]])).tolist()
-        [[False, True]]
-    """
-    image = np.asarray(image)
-    if image.ndim != 3:
-        raise ConfigError(f"image must be (H, W, C), got shape {image.shape}")
-    return np.any(image != 0, axis=-1)
 
 
 def tumour_brain_ratio(mask2d, brain2d):
@@ -175,7 +163,7 @@ def extract_slices(volume, label, planes=("axial", "coronal", "sagittal"), min_r
     planes = _check_planes(planes)
     min_ratio = _check_fraction("min_ratio", min_ratio)
     dedupe = _check_fraction("dedupe", dedupe)
-    brain = np.any(volume != 0, axis=-1)
+    brain = brain_mask_array(volume)
     tumour = label > 0
     kept = []
     for plane in planes:

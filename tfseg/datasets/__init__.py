@@ -19,7 +19,7 @@ Example:
     >>> split_by_group(["a1", "a2", "b1"], ["a", "a", "b"], val_fraction=0.5).val in (["a1", "a2"], ["b1"])
     True
 """
-import importlib
+from tfseg.utils.lazy import lazy_attributes
 
 _LAZY = {
     "ProblemLog": "tfseg.utils.problems",
@@ -58,13 +58,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tfseg.datasets' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

@@ -40,6 +40,7 @@ from pydicom.uid import generate_uid
 
 from tfseg.datasets.brats import MODALITIES, BratsCase, find_brats
 from tfseg.datasets.datalist import datalist_from_cases, write_datalist
+from tfseg.datasets.shapes import Grid, check_int, ellipse, paint, soft_edge
 from tfseg.datasets.sunnybrook import (EXPERT_SUBDIR, SAX_SERIES, canonical_case, find_sunnybrook)
 from tfseg.errors import ConfigError, DataError
 from tfseg.io import contours as contour_io
@@ -106,18 +107,12 @@ def _contour_folder_name(case, index):
     return f"{prefix}-{int(number):02d}" if index % 2 == 0 else case
 
 
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return int(value)
-
-
 def _check_args(num_cases, images_per_case, contoured_per_case, image_size, seed):
-    _check_int("num_cases", num_cases, 1, _MAX_CASES)
-    _check_int("images_per_case", images_per_case, 1, 9999)
-    _check_int("image_size", image_size, 32, 4096)
-    _check_int("seed", seed, 0, 2**63 - 1)
-    _check_int("contoured_per_case", contoured_per_case, 1, images_per_case)
+    check_int("num_cases", num_cases, 1, _MAX_CASES)
+    check_int("images_per_case", images_per_case, 1, 9999)
+    check_int("image_size", image_size, 32, 4096)
+    check_int("seed", seed, 0, 2**63 - 1)
+    check_int("contoured_per_case", contoured_per_case, 1, images_per_case)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,22 +120,7 @@ def _check_args(num_cases, images_per_case, contoured_per_case, image_size, seed
 
 def _soft(distance, edge):
     """Soft inside-ness from a signed distance (positive inside), `edge` pixels wide."""
-    return 0.5 + 0.5 * np.tanh(distance / (2.0 * edge))
-
-
-def _ellipse(xx, yy, centre, axes, angle, edge):
-    """Soft mask of a rotated ellipse, centre (x, y), semi-axes (a, b) in pixels."""
-    c, s = math.cos(angle), math.sin(angle)
-    dx, dy = xx - centre[0], yy - centre[1]
-    u = (dx * c + dy * s) / axes[0]
-    v = (dy * c - dx * s) / axes[1]
-    rho = np.sqrt(u * u + v * v)
-    return _soft((1.0 - rho) * math.sqrt(axes[0] * axes[1]), edge)
-
-
-def _paint(image, mask, value):
-    """Paint `value` over `image` where `mask` (soft) says, in place."""
-    image += mask * (np.float32(value) - image)
+    return soft_edge(distance, 2.0 * edge)
 
 
 def _blur(mask, sigma):
@@ -239,17 +219,6 @@ def _case_params(rng, size, index):
     )
 
 
-class _Grid:
-    """Pixel-centre coordinates (x = column, y = row) and bias-field terms for one image size."""
-
-    def __init__(self, size):
-        self.size = size
-        self.yy, self.xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        x = self.xx / (size / 2.0) - 1.0
-        y = self.yy / (size / 2.0) - 1.0
-        self.terms = np.stack([x, y, x * x, x * y, y * y])
-
-
 def _slice_geometry(case, k, images_per_case, rng, size):
     """LV centre, endocardial radius/harmonics and wall thickness of image k (0-based) of a case."""
     num_slices = max(1, -(-images_per_case // _PHASES_PER_SLICE))
@@ -273,22 +242,22 @@ def _background(grid, case, with_liver):
     image = np.zeros((size, size), np.float32)
     bc, ba = case.body_centre, case.body_axes
     # body: subcutaneous fat outside, soft tissue (muscle) inside
-    _paint(image, _ellipse(xx, yy, bc, ba, 0.0, edge), case.fat)
+    paint(image, ellipse(xx, yy, bc, ba, 2.0 * edge), case.fat)
     inner = (ba[0] - case.fat_thickness, ba[1] - case.fat_thickness)
-    _paint(image, _ellipse(xx, yy, bc, inner, 0.0, edge), case.tissue)
+    paint(image, ellipse(xx, yy, bc, inner, 2.0 * edge), case.tissue)
     # lungs (dark), liver on deeper slices, spine, descending aorta (bright blood)
     for side, (centre, axes) in zip((-1, 1), case.lungs):
-        _paint(image, _ellipse(xx, yy, centre, axes, side * 0.2, edge), 0.05)
+        paint(image, ellipse(xx, yy, centre, axes, 2.0 * edge, side * 0.2), 0.05)
         for u, v in case.vessels[::2] if side < 0 else case.vessels[1::2]:  # a few pulmonary vessels
             spot = (centre[0] + u * axes[0] * 0.8, centre[1] + v * axes[1] * 0.8)
             r = max(0.8, 0.006 * size * (1.5 - abs(u)))
-            _paint(image, _ellipse(xx, yy, spot, (r, r), 0.0, edge), 0.3)
+            paint(image, ellipse(xx, yy, spot, (r, r), 2.0 * edge), 0.3)
     if with_liver:
-        _paint(image, _ellipse(xx, yy, (bc[0] - 0.12 * size, bc[1] + 0.14 * size),
-                               (0.22 * size, 0.13 * size), -0.3, edge), case.liver)
-    _paint(image, _ellipse(xx, yy, (bc[0], bc[1] + 0.26 * size), (0.05 * size, 0.045 * size), 0.0, edge), 0.22)
+        paint(image, ellipse(xx, yy, (bc[0] - 0.12 * size, bc[1] + 0.14 * size),
+                              (0.22 * size, 0.13 * size), 2.0 * edge, -0.3), case.liver)
+    paint(image, ellipse(xx, yy, (bc[0], bc[1] + 0.26 * size), (0.05 * size, 0.045 * size), 2.0 * edge), 0.22)
     aorta_r = 0.032 * size * case.rv_scale
-    _paint(image, _ellipse(xx, yy, (bc[0] + 0.06 * size, bc[1] + 0.20 * size), (aorta_r, aorta_r), 0.0, edge),
+    paint(image, ellipse(xx, yy, (bc[0] + 0.06 * size, bc[1] + 0.20 * size), (aorta_r, aorta_r), 2.0 * edge),
            case.aorta)
     return image
 
@@ -316,19 +285,19 @@ def _draw(grid, case, background, rng, centre, lv_mask, radius, harmonics, wall,
     rv_centre = (centre[0] + 0.8 * epi_mean * rv_dir[0], centre[1] + 0.8 * epi_mean * rv_dir[1])
     rv_axes = (0.95 * epi_mean * case.rv_scale * contraction ** 0.5, 1.55 * epi_mean * case.rv_scale)
     rv_wall = max(1.2, 0.35 * wall)
-    _paint(window, _ellipse(xx, yy, rv_centre, (rv_axes[0] + rv_wall, rv_axes[1] + rv_wall), case.rv_angle, edge),
+    paint(window, ellipse(xx, yy, rv_centre, (rv_axes[0] + rv_wall, rv_axes[1] + rv_wall), 2.0 * edge, case.rv_angle),
            myo)
-    _paint(window, _soft(epi_r - rho, edge), myo)
+    paint(window, _soft(epi_r - rho, edge), myo)
     septum_gap = max(1.2, 0.3 * wall)
-    crescent = _ellipse(xx, yy, rv_centre, rv_axes, case.rv_angle, edge) * _soft(rho - epi_r - septum_gap, edge)
-    _paint(window, crescent, rng.uniform(0.9, 1.05))
+    crescent = ellipse(xx, yy, rv_centre, rv_axes, 2.0 * edge, case.rv_angle) * _soft(rho - epi_r - septum_gap, edge)
+    paint(window, crescent, rng.uniform(0.9, 1.05))
     pool = lv_mask[y0:y1, x0:x1]
-    _paint(window, _blur(pool.astype(np.float32), sigma=max(0.6, edge)), 1.0)
+    paint(window, _blur(pool.astype(np.float32), sigma=max(0.6, edge)), 1.0)
     if radius > 4.0:  # papillary muscles: small darker blobs inside the pool, near the wall
         for angle in (case.rv_angle + 2.3, case.rv_angle - 2.1):
             spot = (centre[0] + 0.68 * radius * math.cos(angle), centre[1] + 0.68 * radius * math.sin(angle))
             spot_r = 0.17 * radius
-            _paint(window, _ellipse(xx, yy, spot, (spot_r, spot_r), 0.0, edge) * pool, 0.6)
+            paint(window, ellipse(xx, yy, spot, (spot_r, spot_r), 2.0 * edge) * pool, 0.6)
     # smooth coil bias field, scanner scale, Rician noise
     bias = np.exp(np.tensordot(case.bias + rng.normal(0.0, 0.02, 5).astype(np.float32), grid.terms, axes=1))
     level = case.level * rng.uniform(0.95, 1.05)
@@ -406,7 +375,8 @@ def _write_case(index, case_id, series, contour_folder, image_dir, contour_dir, 
             description="tfseg synthetic short-axis cine")
 
 
-def _read_marker(root):
+def read_marker(root):
+    """The completion marker of a synthetic dataset folder (`MARKER_NAME`, JSON), or None if missing or unreadable."""
     try:
         with open(os.path.join(root, MARKER_NAME), encoding="utf-8") as f:
             return json.load(f)
@@ -414,7 +384,8 @@ def _read_marker(root):
         return None
 
 
-def _write_marker(root, content):
+def write_marker(root, content):
+    """Write the completion marker of `root` atomically (a temporary file renamed into place)."""
     fd, tmp = tempfile.mkstemp(prefix=".marker-", dir=root)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(content, f, indent=2, sort_keys=True)
@@ -471,19 +442,19 @@ def write_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case=
     image_dir, contour_dir = os.path.join(root, "images"), os.path.join(root, "contours")
     existing = [d for d in (image_dir, contour_dir) if os.path.isdir(d) and os.listdir(d)]
     if existing:
-        if _read_marker(root) is None:
+        if read_marker(root) is None:
             raise DataError(root, f"already holds {' and '.join(os.path.basename(d) + '/' for d in existing)} "
                                   f"not written by tfseg (no {MARKER_NAME}); choose an empty folder")
         for d in existing:
             shutil.rmtree(d)
-    _write_marker(root, {"dataset": "sunnybrook", "version": _FORMAT_VERSION, "kwargs": kwargs, "complete": False})
+    write_marker(root, {"dataset": "sunnybrook", "version": _FORMAT_VERSION, "kwargs": kwargs, "complete": False})
     started = time.perf_counter()
     cases = synthetic_cases(num_cases)
-    grid = _Grid(int(image_size))
+    grid = Grid(int(image_size))
     for index, (case_id, series) in enumerate(cases):
         _write_case(index, case_id, series, _contour_folder_name(case_id, index), image_dir, contour_dir,
                     int(images_per_case), int(contoured_per_case), grid, int(seed))
-    _write_marker(root, {"dataset": "sunnybrook", "version": _FORMAT_VERSION, "kwargs": kwargs, "complete": True})
+    write_marker(root, {"dataset": "sunnybrook", "version": _FORMAT_VERSION, "kwargs": kwargs, "complete": True})
     logger.info("wrote synthetic Sunnybrook dataset to %s: %d cases x %d images (%d contoured) at %dx%d in %.1f s",
                 root, num_cases, images_per_case, contoured_per_case, image_size, image_size,
                 time.perf_counter() - started)
@@ -491,7 +462,7 @@ def write_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case=
 
 
 def _is_complete(root, kwargs):
-    marker = _read_marker(root)
+    marker = read_marker(root)
     if not marker or marker.get("dataset") != "sunnybrook" or marker.get("version") != _FORMAT_VERSION \
             or not marker.get("complete") or marker.get("kwargs") != kwargs:
         return False
@@ -621,12 +592,12 @@ def _brats_case_record(root, layout, index):
 
 
 def _check_brats_args(num_cases, shape, seed, layout):
-    _check_int("num_cases", num_cases, 1, _BRATS_MAX_CASES)
-    _check_int("seed", seed, 0, 2**63 - 1)
+    check_int("num_cases", num_cases, 1, _BRATS_MAX_CASES)
+    check_int("seed", seed, 0, 2**63 - 1)
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
         raise ConfigError(f"shape must be three sizes (x, y, z), got {shape!r}")
     for size in shape:
-        _check_int("each size of shape", size, _BRATS_MIN_SIZE, _BRATS_MAX_SIZE)
+        check_int("each size of shape", size, _BRATS_MIN_SIZE, _BRATS_MAX_SIZE)
     layout = str(layout)
     if layout not in BRATS_LAYOUTS:
         raise ConfigError(f"layout must be one of {BRATS_LAYOUTS}, got {layout!r}")
@@ -750,7 +721,7 @@ def _brats_case_arrays(shape, rng, lgg, small):
         values = _CONTRAST[modality]
         image = np.full(shape, values[0], np.float32)  # CSF fills the intracranial space
         for mask, column in layers:
-            _paint(image, mask, values[column])
+            paint(image, mask, values[column])
         image *= brain_soft * np.exp(bias + _smooth_field(grid, shape, rng, 0.02) + texture)
         real = image + rng.normal(0.0, noise_level, shape).astype(np.float32)
         imaginary = rng.normal(0.0, noise_level, shape).astype(np.float32)
@@ -873,7 +844,7 @@ def write_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
     kwargs = _check_brats_args(num_cases, shape, seed, layout)
     root = os.path.abspath(os.fspath(root))
     os.makedirs(root, exist_ok=True)
-    marker = _read_marker(root)
+    marker = read_marker(root)
     present = sorted(n for n in os.listdir(root) if not n.startswith(".") and n != MARKER_NAME)
     if present:
         if not marker or marker.get("dataset") != "brats":
@@ -893,7 +864,7 @@ def write_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
     entries = sorted({os.path.relpath(d, root).split(os.sep)[0] for d in result.case_dirs}
                      | {BRATS_DATALIST} | ({"name_mapping.csv"} if kwargs["layout"] == "2020" else set()))
     content = {"dataset": "brats", "version": _BRATS_FORMAT_VERSION, "kwargs": kwargs, "entries": entries}
-    _write_marker(root, {**content, "complete": False})
+    write_marker(root, {**content, "complete": False})
     started = time.perf_counter()
     shape = tuple(kwargs["shape"])
     affine = brats_affine(shape)
@@ -908,14 +879,14 @@ def write_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
     if kwargs["layout"] == "2020":
         _write_name_mapping(root, result.cases)
     _brats_datalist(root, result.cases, kwargs["seed"])
-    _write_marker(root, {**content, "complete": True})
+    write_marker(root, {**content, "complete": True})
     logger.info("wrote synthetic BraTS %s dataset to %s: %d cases of %s in %.1f s", kwargs["layout"], root,
                 kwargs["num_cases"], "x".join(map(str, shape)), time.perf_counter() - started)
     return result
 
 
 def _brats_is_complete(root, kwargs):
-    marker = _read_marker(root)
+    marker = read_marker(root)
     if not marker or marker.get("dataset") != "brats" or marker.get("version") != _BRATS_FORMAT_VERSION \
             or not marker.get("complete") or marker.get("kwargs") != kwargs:
         return False

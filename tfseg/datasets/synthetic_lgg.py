@@ -38,8 +38,9 @@ import tifffile
 from scipy import ndimage
 
 from tfseg.datasets.lgg import KAGGLE_DIR, MASK_SUFFIX, find_lgg
-from tfseg.datasets.synthetic import MARKER_NAME, _read_marker, _write_marker, reuse_or_write
-from tfseg.errors import ConfigError, DataError
+from tfseg.datasets.shapes import Grid, check_int, ellipse, paint, soft_edge
+from tfseg.datasets.synthetic import MARKER_NAME, read_marker, reuse_or_write, write_marker
+from tfseg.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +81,11 @@ class SyntheticLgg:
         return find_lgg(self.root, on_error=on_error, problems=problems)
 
 
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return int(value)
-
-
 def _check_args(num_patients, slices_per_patient, image_size, seed):
-    return {"num_patients": _check_int("num_patients", num_patients, 1, 1000),
-            "slices_per_patient": _check_int("slices_per_patient", slices_per_patient, 1, 500),
-            "image_size": _check_int("image_size", image_size, 32, 2048),
-            "seed": _check_int("seed", seed, 0, 2**63 - 1)}
+    return {"num_patients": check_int("num_patients", num_patients, 1, 1000),
+            "slices_per_patient": check_int("slices_per_patient", slices_per_patient, 1, 500),
+            "image_size": check_int("image_size", image_size, 32, 2048),
+            "seed": check_int("seed", seed, 0, 2**63 - 1)}
 
 
 def patient_ids(num_patients, seed=0):
@@ -126,23 +121,6 @@ _CSF = np.array([0.14, 0.07, 0.15], np.float32)
 _WHITE = np.array([0.56, 0.36, 0.58], np.float32)
 _GREY = np.array([0.44, 0.46, 0.47], np.float32)
 _LESION_SHIFT = np.array([-0.07, 0.30, -0.05], np.float32)  # added to the tissue under the lesion
-
-
-def _soft(distance, edge):
-    """Partial-volume fraction from a signed distance in pixels (positive inside)."""
-    return 0.5 + 0.5 * np.tanh(distance / edge)
-
-
-def _ellipse(xx, yy, centre, axes, edge):
-    """Soft mask of an axis-aligned ellipse (approximate signed distance)."""
-    u = (xx - centre[0]) / axes[0]
-    v = (yy - centre[1]) / axes[1]
-    return _soft((1.0 - np.sqrt(u * u + v * v)) * math.sqrt(axes[0] * axes[1]), edge)
-
-
-def _paint(image, weight, value):
-    """Paint a per-channel `value` over (H, W, 3) `image` with soft `weight` (H, W), in place."""
-    image += weight[..., None] * (value - image)
 
 
 def _smooth_noise(rng, size, sigma):
@@ -195,15 +173,6 @@ def _patient_params(rng, size, slices):
     )
 
 
-class _Grid:
-    def __init__(self, size):
-        self.size = size
-        self.yy, self.xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        x = self.xx / (size / 2.0) - 1.0
-        y = self.yy / (size / 2.0) - 1.0
-        self.terms = np.stack([x, y, x * x, x * y, y * y])
-
-
 def _lesion(grid, p, j, brain_axes):
     """Soft lesion cover (H, W) of slice `j` of the lesion run (0 <= j < lesion_count)."""
     t = 2.0 * (j + 0.5) / p.lesion_count - 1.0  # -1 .. 1 over the run
@@ -216,13 +185,13 @@ def _lesion(grid, p, j, brain_axes):
     outline = np.ones_like(theta)
     for k, amp, phase, drift in p.harmonics:
         outline += amp * np.cos(k * theta + phase + drift * t)
-    cover = _soft(radius * outline - rho, 0.8)
+    cover = soft_edge(radius * outline - rho, 0.8)
     direction, distance, relative = p.lobe
     if abs(t) < 0.7:  # the second lobe spans the middle of the run
         lobe_r = max(1.0, relative * radius * math.sqrt(1.0 - (t / 0.7) ** 2))
         lx = cx + distance * radius * math.cos(direction + 0.3 * t)
         ly = cy + distance * radius * math.sin(direction + 0.3 * t)
-        cover = np.maximum(cover, _ellipse(grid.xx, grid.yy, (lx, ly), (lobe_r, 0.85 * lobe_r), 0.8))
+        cover = np.maximum(cover, ellipse(grid.xx, grid.yy, (lx, ly), (lobe_r, 0.85 * lobe_r), 0.8))
     return cover
 
 
@@ -236,9 +205,9 @@ def _draw_slice(grid, p, k, slices, rng):
     image = np.zeros((size, size, 3), np.float32)
     # head: scalp, skull, CSF rim, brain
     for extra, value in ((0.07, _SCALP), (0.045, _SKULL), (0.012, _CSF)):
-        _paint(image, _ellipse(grid.xx, grid.yy, p.centre, (axes[0] + extra * size, axes[1] + extra * size), edge),
+        paint(image, ellipse(grid.xx, grid.yy, p.centre, (axes[0] + extra * size, axes[1] + extra * size), edge),
                value)
-    brain = _ellipse(grid.xx, grid.yy, p.centre, axes, edge)
+    brain = ellipse(grid.xx, grid.yy, p.centre, axes, edge)
     phase = math.pi * p.texture_turns * z
     field = math.cos(phase) * p.texture[0] + math.sin(phase) * p.texture[1]
     white = 0.5 + 0.5 * np.tanh(1.6 * (field + 0.2))  # white-matter share of each pixel
@@ -250,12 +219,12 @@ def _draw_slice(grid, p, k, slices, rng):
         v = math.sin(math.pi * (z - 0.3) / 0.45)
         for side in (-1, 1):
             centre = (p.centre[0] + side * 0.11 * axes[0], p.centre[1] - 0.05 * axes[1])
-            _paint(image, _ellipse(grid.xx, grid.yy, centre, (max(1.0, 0.07 * axes[0] * v), 0.32 * axes[1] * v),
+            paint(image, ellipse(grid.xx, grid.yy, centre, (max(1.0, 0.07 * axes[0] * v), 0.32 * axes[1] * v),
                                    edge) * (1.0 if cover is None else 1.0 - cover), _CSF)
     for spot_z, sx, sy, r in p.spots:  # small faint FLAIR spots that are not lesion
         if abs(spot_z - z) < 0.08:
             centre = (p.centre[0] + sx * axes[0], p.centre[1] + sy * axes[1])
-            _paint(image, _ellipse(grid.xx, grid.yy, centre, (r, r), edge) * brain,
+            paint(image, ellipse(grid.xx, grid.yy, centre, (r, r), edge) * brain,
                    image[int(np.clip(centre[1], 0, size - 1)), int(np.clip(centre[0], 0, size - 1))]
                    + np.array([0.0, 0.13, 0.0], np.float32))
     mask = np.zeros((size, size), np.uint8)
@@ -323,12 +292,12 @@ def write_lgg(root, num_patients=12, slices_per_patient=16, image_size=256, seed
     kwargs = _check_args(num_patients, slices_per_patient, image_size, seed)
     root = os.path.abspath(os.fspath(root))
     os.makedirs(root, exist_ok=True)
-    _clear(root, _read_marker(root))
+    _clear(root, read_marker(root))
     content = {"dataset": _DATASET, "version": _FORMAT_VERSION, "kwargs": kwargs, "entries": [KAGGLE_DIR]}
-    _write_marker(root, {**content, "complete": False})
+    write_marker(root, {**content, "complete": False})
     started = time.perf_counter()
     size, slices = kwargs["image_size"], kwargs["slices_per_patient"]
-    grid = _Grid(size)
+    grid = Grid(size)
     ids = patient_ids(kwargs["num_patients"], kwargs["seed"])
     folder = os.path.join(root, KAGGLE_DIR)
     os.makedirs(folder)
@@ -345,14 +314,14 @@ def write_lgg(root, num_patients=12, slices_per_patient=16, image_size=256, seed
     _write_csv(os.path.join(folder, "data.csv"), ids, np.random.default_rng([kwargs["seed"], 104729]))
     with open(os.path.join(folder, "README.md"), "w", encoding="utf-8") as handle:
         handle.write(_README)
-    _write_marker(root, {**content, "complete": True})
+    write_marker(root, {**content, "complete": True})
     logger.info("wrote synthetic LGG dataset to %s: %d patients x %d slices at %dx%d in %.1f s", root,
                 kwargs["num_patients"], slices, size, size, time.perf_counter() - started)
     return _result(root, kwargs)
 
 
 def _is_complete(root, kwargs):
-    marker = _read_marker(root)
+    marker = read_marker(root)
     if not marker or marker.get("dataset") != _DATASET or marker.get("version") != _FORMAT_VERSION \
             or not marker.get("complete") or marker.get("kwargs") != kwargs:
         return False

@@ -14,8 +14,8 @@ Example:
     >>> import keras, os, tempfile
     >>> inputs = keras.Input((None, None, 1))
     >>> model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same", activation="softmax")(inputs))
-    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "model.onnx"))  # doctest: +SKIP
-    >>> read_onnx_metadata(path)["activation"]  # doctest: +SKIP
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "model.onnx"))
+    >>> read_onnx_metadata(path)["activation"]
     'softmax'
 """
 import json
@@ -49,7 +49,7 @@ def export_onnx(model, path, spec=None, opset=17, include_preprocessing=True):
     Args:
         model: a Keras model mapping channels-last images to per-class probabilities.
         path: the `.onnx` file to write (replaced if it exists).
-        spec: a `ServingSpec`; None: `tfseg.export.default_spec(model)`.
+        spec: a `ServingSpec`; None: `tfseg.export.endpoint.default_spec(model)`.
         opset: the ONNX opset (13 or newer; 17 is supported by ONNX Runtime and TensorRT 8.6+).
         include_preprocessing: True: raw 2D images in, the spec's preprocessing inside; False:
             the bare model (2D or 3D) on preprocessed input.
@@ -73,7 +73,7 @@ def export_onnx(model, path, spec=None, opset=17, include_preprocessing=True):
     onnx = _require("onnx")
     import tensorflow as tf
 
-    from tfseg.export import serving_endpoint
+    from tfseg.export.endpoint import serving_endpoint
 
     fn, signature, spec = serving_endpoint(model, spec, include_preprocessing)
     function = tf.function(fn, input_signature=signature, autograph=False)

@@ -128,7 +128,7 @@ def export_tensorrt(model, path, spec=None, precision="fp32", min_shape=None, op
     Args:
         model: a Keras model mapping channels-last images to per-class probabilities.
         path: a folder for TF-TRT (a SavedModel), a file (`.engine`/`.plan`) for TensorRT.
-        spec: a `ServingSpec`; None: `tfseg.export.default_spec(model)`.
+        spec: a `ServingSpec`; None: `tfseg.export.endpoint.default_spec(model)`.
         precision: "fp32" or "fp16".
         min_shape, opt_shape, max_shape: the optimization profile of the `image` input (see
             `check_shape_profile`). Default: `(1, *spec.image_size, spec.in_channels)` for all
@@ -146,7 +146,7 @@ def export_tensorrt(model, path, spec=None, precision="fp32", min_shape=None, op
     """
     import tensorflow as tf
 
-    from tfseg.export import default_spec
+    from tfseg.export.endpoint import default_spec
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -175,7 +175,7 @@ def _export_tftrt(model, path, spec, precision, profile, include_preprocessing):
     import numpy as np
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
-    from tfseg.export import serving_endpoint
+    from tfseg.export.endpoint import serving_endpoint
     from tfseg.export.savedmodel import METADATA_FILE
 
     fn, signature, spec = serving_endpoint(model, spec, include_preprocessing)

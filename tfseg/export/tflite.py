@@ -70,7 +70,7 @@ def export_tflite(model, path, spec=None, include_preprocessing=True, quantize=N
     Args:
         model: a Keras model mapping channels-last images to per-class probabilities.
         path: the `.tflite` file to write (replaced if it exists).
-        spec: a `ServingSpec`; None: `tfseg.export.default_spec(model)`.
+        spec: a `ServingSpec`; None: `tfseg.export.endpoint.default_spec(model)`.
         include_preprocessing: True: raw 2D images in, the spec's preprocessing inside; False:
             the bare model (2D or 3D) on preprocessed input.
         quantize: None (float32), "float16" (weights stored as float16, half the size) or
@@ -89,7 +89,7 @@ def export_tflite(model, path, spec=None, include_preprocessing=True, quantize=N
     import keras
     import tensorflow as tf
 
-    from tfseg.export import default_spec, serving_endpoint
+    from tfseg.export.endpoint import default_spec, serving_endpoint
 
     converter_class = getattr(getattr(tf, "lite", None), "TFLiteConverter", None)
     if converter_class is None:

@@ -28,6 +28,7 @@ import weakref
 import numpy as np
 
 from tfseg.errors import ConfigError, DataError
+from tfseg.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def sliding_window_inference(volume, predict_fn, roi_size, overlap=0.5, blend="g
         window_batch_size: windows per `predict_fn` call.
         pad_mode: numpy pad mode for axes shorter than the roi: "constant" (zeros), "edge",
             "reflect" or "symmetric".
-        progress: show a tqdm progress bar over the window batches.
+        progress: show a progress bar over the window batches (one log line when not on a terminal).
         out_dtype: dtype of the returned map (accumulation is float32).
         source: the volume (e.g. its file) named in errors.
 
@@ -247,8 +248,7 @@ def sliding_window_inference(volume, predict_fn, roi_size, overlap=0.5, blend="g
     output = None
     batches = range(0, len(corners), window_batch_size)
     if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="windows", unit="batch")
+        batches = progress_bar(batches, "windows", "batch")
     for first in batches:
         batch_corners = corners[first:first + window_batch_size]
         boxes = [tuple(_clip(c, r, s) for c, r, s in zip(corner, roi, shape)) for corner in batch_corners]

@@ -1,4 +1,4 @@
-"""Write predictions to disk: one HDF5 file for a whole test set, or PNG outlines per case.
+"""Write predictions to disk: one HDF5 file for a whole test set (PNG overlays: `tfseg.viz.overlays`).
 
 HDF5 layout (one group per case, so cases may differ in shape)::
 
@@ -39,10 +39,6 @@ FORMAT = "predictions-v1"
 FIELDS = ("prediction", "image", "truth", "probabilities")
 COMPRESSIONS = ("gzip", "lzf", None)
 
-#: Outline colours of `write_overlay_png`: truth, prediction, and where the two outlines coincide.
-TRUTH_COLOUR = (0, 220, 0)
-PREDICTION_COLOUR = (255, 40, 40)
-BOTH_COLOUR = (255, 230, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,108 +170,6 @@ def read_predictions_hdf5(path, with_attrs=False):
     return (cases, attrs) if with_attrs else cases
 
 
-# --------------------------------------------------------------------------------------------
-# PNG outlines
-# --------------------------------------------------------------------------------------------
-
-def _gray_image(image, channel, path):
-    arr = np.asarray(image)
-    if arr.ndim == 3:
-        if not -arr.shape[-1] <= channel < arr.shape[-1]:
-            raise ConfigError(f"channel {channel} is out of range for an image with {arr.shape[-1]} channels")
-        arr = arr[..., channel]
-    if arr.ndim != 2:
-        raise DataError(path, f"image must be (H, W) or (H, W, C), got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DataError(path, f"image must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise DataError(path, "image holds NaN or infinite values")
-    low, high = np.percentile(arr, (0.5, 99.5)) if arr.size else (0.0, 1.0)
-    return np.clip((arr - low) / max(high - low, 1e-6), 0, 1)
-
-
-def _label_map(labels, shape, what, path):
-    """Validated integer label map of the image's shape, or None."""
-    if labels is None:
-        return None
-    arr = np.asarray(labels)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.shape != shape:
-        raise DataError(path, f"{what} shape {arr.shape} differs from the image shape {shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DataError(path, f"{what} must be a label map, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.floating) and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
-        raise DataError(path, f"{what} must be a label map of whole numbers (threshold or argmax first)")
-    return arr.astype(np.int64)
-
-
-def _outline(labels, shape):
-    """Border pixels of the objects of a label map (also between two labels); all False for None."""
-    from skimage.segmentation import find_boundaries
-
-    if labels is None:
-        return np.zeros(shape, bool)
-    # "inner": the outline lies on the object's own border pixels, so one-pixel objects stay visible.
-    return find_boundaries(labels, mode="inner")
-
-
-def _zoom(arr, zoom):
-    return arr if arr is None or zoom == 1 else np.repeat(np.repeat(arr, zoom, axis=0), zoom, axis=1)
-
-
-def write_overlay_png(path, image, truth=None, prediction=None, channel=0, zoom=1):
-    """Save a 2D image in gray with the outlines of the truth and the prediction drawn over it.
-
-    Outlines are `skimage.segmentation.find_boundaries` of the label maps (object borders, and
-    borders between classes): truth in green (`TRUTH_COLOUR`), prediction in red
-    (`PREDICTION_COLOUR`), yellow where they coincide (`BOTH_COLOUR`). The gray window is the
-    0.5-99.5 percentile range of the image.
-
-    Args:
-        path: PNG file to write (atomically; its folder is created).
-        image: `(H, W)` or `(H, W, C)` image (channel `channel` is shown).
-        truth: optional `(H, W)` label map (bool, integers or whole-valued floats).
-        prediction: optional `(H, W)` label map.
-        channel: channel shown for a multi-channel image.
-        zoom: integer upscaling (nearest neighbour) before drawing, for thin outlines on small images.
-
-    Returns:
-        `path`.
-
-    Raises:
-        DataError: shapes differ, labels are not whole numbers, or the image is not finite.
-
-    Example:
-        >>> import numpy as np, os, tempfile
-        >>> mask = np.zeros((8, 8), np.uint8); mask[2:6, 2:6] = 1
-        >>> out = write_overlay_png(os.path.join(tempfile.mkdtemp(), "a.png"), np.random.rand(8, 8), truth=mask)
-        >>> from PIL import Image
-        >>> Image.open(out).size
-        (8, 8)
-    """
-    from PIL import Image
-
-    if isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1:
-        raise ConfigError(f"zoom must be a positive integer, got {zoom!r}")
-    path = os.fspath(path)
-    gray = _gray_image(image, channel, path)
-    truth = _label_map(truth, gray.shape, "truth", path)
-    prediction = _label_map(prediction, gray.shape, "prediction", path)
-    if zoom > 1:
-        gray, truth, prediction = _zoom(gray, zoom), _zoom(truth, zoom), _zoom(prediction, zoom)
-    truth_edge = _outline(truth, gray.shape)
-    prediction_edge = _outline(prediction, gray.shape)
-    rgb = np.repeat(np.round(gray * 255).astype(np.uint8)[..., None], 3, axis=-1)
-    rgb[truth_edge] = TRUTH_COLOUR
-    rgb[prediction_edge] = PREDICTION_COLOUR
-    rgb[truth_edge & prediction_edge] = BOTH_COLOUR
-    with atomic_path(path) as temporary:
-        Image.fromarray(rgb, "RGB").save(temporary, format="PNG")
-    return path
-
-
 def safe_file_name(case_id):
     """A file name for a case id: characters other than letters, digits, `.`, `_`, `-` become `_`.
 
@@ -285,47 +179,3 @@ def safe_file_name(case_id):
     """
     name = re.sub(r"[^A-Za-z0-9._-]", "_", str(case_id)).strip(".")
     return name or "_"
-
-
-def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **options):
-    """Write one outline PNG per case, `<folder>/<id>.png` (see `write_overlay_png`).
-
-    Args:
-        folder: output folder (created).
-        ids: case ids; file names are `safe_file_name(id) + ".png"`.
-        images: one `(H, W)` / `(H, W, C)` image per id (a list, a stacked array or a generator).
-        truths: optional label maps, one per id.
-        predictions: optional label maps, one per id.
-        **options: passed to `write_overlay_png` (`channel`, `zoom`).
-
-    Returns:
-        The list of written paths, in the order of `ids`.
-
-    Raises:
-        ConfigError: two ids map to the same file name, or the lengths differ.
-
-    Example:
-        >>> import numpy as np, os, tempfile
-        >>> folder = tempfile.mkdtemp()
-        >>> paths = write_overlay_pngs(folder, ["a", "b"], np.random.rand(2, 8, 8), predictions=np.ones((2, 8, 8)))
-        >>> sorted(os.listdir(folder))
-        ['a.png', 'b.png']
-    """
-    ids = list(ids)
-    names = [safe_file_name(case_id) + ".png" for case_id in ids]
-    clashes = sorted({name for name in names if names.count(name) > 1})
-    if clashes:
-        raise ConfigError(f"case ids map to the same file names {clashes[:5]}; make the ids unique")
-    columns = [images] + [values for values in (truths, predictions) if values is not None]
-    for values in columns:
-        if hasattr(values, "__len__") and len(values) != len(ids):
-            raise ConfigError(f"{len(ids)} ids but {len(values)} images, truths or predictions")
-    truths = [None] * len(ids) if truths is None else truths
-    predictions = [None] * len(ids) if predictions is None else predictions
-    paths = []
-    for name, image, truth, prediction in zip(names, images, truths, predictions):
-        paths.append(write_overlay_png(os.path.join(os.fspath(folder), name), image, truth, prediction, **options))
-    if len(paths) != len(ids):
-        raise ConfigError(f"{len(ids)} ids but only {len(paths)} images, truths or predictions")
-    logger.info("wrote %d overlay PNGs to %s", len(paths), folder)
-    return paths

@@ -12,7 +12,8 @@ from tfseg.models.registry import build_model, get_builder, list_models, registe
 from tfseg.models.fcn import fcn8s, fcn_alexnet
 from tfseg.models.segresnet import inference_model, segresnet, segresnet_vae
 from tfseg.models.resunet import resunet
-from tfseg.models.unet import set_encoder_trainable, unet, unet_plus_plus
+from tfseg.models.encoder import set_encoder_trainable
+from tfseg.models.unet import unet, unet_plus_plus
 
 __all__ = ["build_model", "fcn8s", "fcn_alexnet", "get_builder", "inference_model", "list_models", "register_model",
            "resunet", "segresnet", "segresnet_vae", "set_encoder_trainable", "unet", "unet_plus_plus"]

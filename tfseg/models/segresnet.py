@@ -34,11 +34,10 @@ from keras import layers, ops
 
 from tfseg.errors import ConfigError
 from tfseg.losses import VAE_KL_WEIGHT, VAE_L2_WEIGHT, vae_regularization
-from tfseg.models.blocks import check_input_shape, check_spatial_dims, conv, upsample
+from tfseg.models.blocks import OUTPUT_ACTIVATIONS, check_input_shape, check_spatial_dims, conv, upsample
 from tfseg.models.blocks import norm as norm_layer
 from tfseg.models.registry import register_model
 
-OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", None)
 _SPATIAL_DROPOUT = {2: layers.SpatialDropout2D, 3: layers.SpatialDropout3D}
 
 

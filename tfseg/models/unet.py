@@ -60,13 +60,13 @@ from keras import layers
 
 from tfseg.errors import ConfigError, DataError
 from tfseg.models import weights as weights_lib
-from tfseg.models.blocks import OUTPUT_ACTIVATIONS, check_input_shape, conv, decoder_block, max_pool, norm
+from tfseg.models.blocks import check_input_shape, conv, decoder_block, max_pool, norm
 from tfseg.models.blocks import check_head, segmentation_head
+from tfseg.models.encoder import ENCODER_PREFIX, set_encoder_trainable
 from tfseg.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
-ENCODER_PREFIX = "encoder_"
 STRIDE = 32
 DECODER_DEPTH = 5
 
@@ -230,40 +230,6 @@ def encoder_features(inputs, encoder, weights, model_name):
     if encoder in APPLICATION_ENCODERS:
         return application_encoder(inputs, encoder, "imagenet" if weights == "imagenet" else None)
     raise ConfigError(f"{model_name}: encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
-
-
-def set_encoder_trainable(model, trainable=True):
-    """Freeze (`trainable=False`) or unfreeze the encoder of a U-Net family model.
-
-    The encoder layers are those whose names start with `ENCODER_PREFIX`, so this works on a
-    model loaded back from a `.keras` file too (the `trainable` flags are saved with it).
-    Recompile the model afterwards: Keras fixes the trainable weights at `compile`.
-
-    Args:
-        model: a model from `unet`, `unet_plus_plus` or `resunet`.
-        trainable: the new flag of every encoder layer.
-
-    Returns:
-        The number of encoder layers changed.
-
-    Raises:
-        ConfigError: if the model has no layer named `encoder_...`.
-
-    Example:
-        >>> model = unet((64, 64, 3), encoder="resnet18", decoder_filters=(8, 8, 8, 8, 8))
-        >>> before = len(model.trainable_weights)
-        >>> n = set_encoder_trainable(model, False)
-        >>> len(model.trainable_weights) < before
-        True
-    """
-    encoder_layers = [layer for layer in model.layers if layer.name.startswith(ENCODER_PREFIX)]
-    if not encoder_layers:
-        raise ConfigError(f"model {model.name!r} has no encoder layers (no layer name starts with "
-                          f"{ENCODER_PREFIX!r}); set_encoder_trainable needs a unet, unet_plus_plus or resunet model")
-    for layer in encoder_layers:
-        layer.trainable = bool(trainable)
-    logger.info("%s: %d encoder layers %s", model.name, len(encoder_layers), "trainable" if trainable else "frozen")
-    return len(encoder_layers)
 
 
 def finish_model(model, weights, encoder_freeze):

@@ -6,7 +6,7 @@ The names below are imported on first use, so `import tfseg.training.config` sta
 - `CheckpointManager` (checkpoint.py): resumable epoch checkpoints;
 - `EpochCheckpoint`, `TensorBoardLogger`, `default_callbacks`, `current_learning_rate` (callbacks.py).
 """
-import importlib
+from tfseg.utils.lazy import lazy_attributes
 
 _EXPORTS = {
     "Trainer": "trainer",
@@ -23,12 +23,5 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfseg.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"tfseg.training.{module}"), name)
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_attributes(globals(),
+                                       {name: f"tfseg.training.{module}" for name, module in _EXPORTS.items()})

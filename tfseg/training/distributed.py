@@ -58,8 +58,10 @@ class HorovodBackend:
 
     @property
     def trainer_class(self):
-        """The `Trainer` subclass to use (`HorovodTrainer`)."""
-        return _horovod_trainer_class()
+        """The `Trainer` subclass to use (`tfseg.training.horovod.HorovodTrainer`)."""
+        from tfseg.training.horovod import HorovodTrainer
+
+        return HorovodTrainer
 
     def __repr__(self):
         return "HorovodBackend()"
@@ -301,127 +303,11 @@ def init_horovod():
     return hvd
 
 
-_HOROVOD_TRAINER = None
-
-
-def _horovod_trainer_class():
-    """Define `HorovodTrainer` on first use, so importing this module needs neither Horovod nor TF."""
-    global _HOROVOD_TRAINER
-    if _HOROVOD_TRAINER is not None:
-        return _HOROVOD_TRAINER
-    from tfseg.training.trainer import Trainer
-
-    class HorovodTrainer(Trainer):
-        """`Trainer` for Horovod: one replica per process, gradients averaged with `hvd.allreduce`.
-
-        Start with `horovodrun -np N python train.py`. Workflows get one from
-        `workflow_distribution(...).trainer(...)`, which also shards the data, scales the
-        learning rate and adds the warm-up. In your own script: call `init_horovod()` first,
-        shard the batched data with `shard_batches(ds, hvd.size(), hvd.rank())`, scale the
-        learning rate with `scale_learning_rate`, and write files only when `trainer.is_chief`.
-        Arguments are those of `Trainer` (leave `strategy` unset).
-
-        What is synchronised across the ranks:
-
-        - the start: model and optimizer variables are broadcast from rank 0 (after a resume,
-          every rank must have restored the same checkpoint: put the output folder on a shared
-          filesystem; a mismatch is reported on every rank, not left to hang);
-        - each step: gradients are averaged, weighted by each rank's batch size, so the update
-          is that of one process on the concatenated batch; a non-finite loss on any rank makes
-          every rank skip (or raise on) that step;
-        - the epoch logs: the training loss and metrics are global figures: the metrics'
-          states (sums and counts, confusion counts) are summed over the ranks before the
-          epoch's values are read; the per-step progress bar shows this rank's own figures;
-        - validation is *not* sharded: each rank evaluates the whole validation set (identical
-          weights, identical figures), so `val_` logs need no reduction.
-        """
-
-        def __init__(self, *args, **kwargs):
-            if kwargs.get("strategy") is not None:
-                raise ConfigError("HorovodTrainer runs under the default strategy; do not pass strategy=")
-            self._hvd = init_horovod()
-            super().__init__(*args, **kwargs)
-
-        @property
-        def world_size(self):
-            """The number of Horovod processes."""
-            return self._hvd.size()
-
-        @property
-        def is_chief(self):
-            """Rank 0 writes the checkpoints and logs."""
-            return self._hvd.rank() == 0
-
-        def reduce_gradients(self, grads):
-            """Average each gradient over the processes (`hvd.allreduce`, op Average)."""
-            if self._hvd.size() == 1:
-                return grads
-            return [None if g is None else self._hvd.allreduce(g, op=self._hvd.Average) for g in grads]
-
-        def _replica_grads(self, x, y, sample_weight):
-            """The step's gradients, with Horovod's global batch size and a global non-finite flag."""
-            import tensorflow as tf
-
-            from tfseg.training.trainer import _batch_size
-
-            hvd = self._hvd
-            if hvd.size() == 1:
-                return super()._replica_grads(x, y, sample_weight)
-            n_local = _batch_size(x)
-            n_global = hvd.allreduce(n_local, op=hvd.Sum)
-            # averaged over ranks, weight * gradient of the local mean = the gradient of the global mean
-            weight = tf.math.divide_no_nan(n_local * float(hvd.size()), n_global)
-            grads, total, parts, y_pred = self._forward_backward_fn(x, y, sample_weight, weight)
-            grads = self.reduce_gradients(list(grads))
-            local_bad = tf.cast(tf.logical_not(tf.math.is_finite(total)), tf.float32)
-            not_finite = hvd.allreduce(local_bad, op=hvd.Sum)
-            return grads, total, parts, y_pred, n_local, not_finite, total * weight
-
-        def sync_metrics(self):
-            """Sum the training metrics' states over the ranks, so the epoch logs are global figures."""
-            hvd = self._hvd
-            if hvd.size() == 1:
-                return
-            variables = [v for metric in self.metrics for v in metric.variables]
-            if not variables:
-                return
-            by_dtype = {}
-            for variable in variables:  # a grouped allreduce takes one dtype (confusion counts are float64)
-                by_dtype.setdefault(variable.value.dtype.name, []).append(variable)
-            for dtype, group in sorted(by_dtype.items()):
-                summed = hvd.grouped_allreduce([v.value for v in group], op=hvd.Sum, name=f"tfseg_metrics_{dtype}")
-                for variable, value in zip(group, summed):
-                    variable.assign(value)
-
-        def sync_initial_state(self):
-            """Broadcast the model's and the optimizer's variables from rank 0.
-
-            Keras 3 variables wrap a `tf.Variable` (`.value`), which is what Horovod assigns.
-
-            Raises:
-                TfsegError: the ranks start from different optimizer steps (they resumed from
-                    different checkpoints: the checkpoint folder is not shared).
-            """
-            import numpy as np
-
-            hvd = self._hvd
-            if hvd.size() == 1:
-                return
-            steps = np.asarray(hvd.allgather_object(int(self.optimizer.iterations.numpy()), name="tfseg_steps"))
-            if np.any(steps != steps[0]):
-                raise TfsegError(f"the Horovod ranks start from different optimizer steps {steps.tolist()}: they "
-                                 "restored different checkpoints. Put the output folder on a filesystem every rank "
-                                 "shares (only rank 0 writes checkpoints), or start without resume.")
-            hvd.broadcast_variables([v.value for v in self.model.variables], root_rank=0)
-            hvd.broadcast_variables([v.value for v in self.optimizer.variables], root_rank=0)
-
-    _HOROVOD_TRAINER = HorovodTrainer
-    return HorovodTrainer
-
-
 def __getattr__(name):
-    if name == "HorovodTrainer":
-        return _horovod_trainer_class()
+    if name == "HorovodTrainer":  # defined in tfseg.training.horovod, which imports TensorFlow
+        from tfseg.training.horovod import HorovodTrainer
+
+        return HorovodTrainer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -492,162 +378,6 @@ def shard_batches(dataset, world_size, rank):
         logger.info("%d batches over %d ranks: %d steps per epoch on each rank (%d batch(es) unused per epoch)",
                     cardinality, world_size, steps, max(0, cardinality - steps * world_size))
     return dataset.repeat().shard(world_size, rank).take(steps)
-
-
-def _warmup_factor(step, warmup_steps, world_size):
-    """The warm-up multiplier at `step`: from `1 / world_size` up to 1 after `warmup_steps` steps."""
-    start = 1.0 / world_size
-    if warmup_steps <= 0:
-        return 1.0
-    return start + (1.0 - start) * min(1.0, float(step) / float(warmup_steps))
-
-
-def _learning_rate_schedule_class():
-    import keras
-
-    @keras.saving.register_keras_serializable(package="tfseg")
-    class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """A learning-rate schedule multiplied by a linear warm-up from `1 / world_size` to 1.
-
-        Args:
-            schedule: the wrapped `LearningRateSchedule`.
-            warmup_steps: optimizer steps the warm-up lasts.
-            world_size: the warm-up starts at `schedule(0) / world_size`.
-        """
-
-        def __init__(self, schedule, warmup_steps, world_size):
-            self.schedule = schedule
-            self.warmup_steps = int(warmup_steps)
-            self.world_size = int(world_size)
-
-        def __call__(self, step):
-            step = keras.ops.cast(step, "float32")
-            start = 1.0 / self.world_size
-            progress = keras.ops.minimum(1.0, step / float(max(1, self.warmup_steps)))
-            return self.schedule(step) * (start + (1.0 - start) * progress)
-
-        def get_config(self):
-            return {"schedule": keras.saving.serialize_keras_object(self.schedule),
-                    "warmup_steps": self.warmup_steps, "world_size": self.world_size}
-
-        @classmethod
-        def from_config(cls, config):
-            config = dict(config)
-            config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
-            return cls(**config)
-
-    return WarmupSchedule
-
-
-_WARMUP_CLASSES = {}
-
-
-def _warmup_classes():
-    """Define the Keras warm-up callback and schedule on first use (this module stays TF-free to import)."""
-    if _WARMUP_CLASSES:
-        return _WARMUP_CLASSES["callback"], _WARMUP_CLASSES["schedule"]
-    import keras
-
-    schedule_class = _learning_rate_schedule_class()
-
-    class LearningRateWarmup(keras.callbacks.Callback):
-        """Ramp the learning rate linearly from `lr / world_size` to `lr` over the first epoch(s).
-
-        The ramp follows `optimizer.iterations` (restored with a checkpoint), so a resumed run
-        continues it where it stopped. With a float learning rate the target `lr` is the rate
-        when training first starts; it is saved with the checkpoint (`get_resume_state`). With a
-        `LearningRateSchedule`, the schedule is wrapped in a `WarmupSchedule` for the run
-        (multiplying it by the ramp) and unwrapped at the end.
-
-        Args:
-            world_size: the ramp starts at `1 / world_size` of the rate.
-            warmup_epochs: epochs the ramp lasts (0: no warm-up).
-            steps_per_epoch: optimizer steps per epoch; default the `steps` Keras passes to the
-                callbacks (a dataset of known length).
-        """
-
-        def __init__(self, world_size, warmup_epochs=1, steps_per_epoch=None):
-            super().__init__()
-            if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-                raise ConfigError(f"world_size must be a positive integer, got {world_size!r}")
-            if not isinstance(warmup_epochs, (int, float)) or isinstance(warmup_epochs, bool) or warmup_epochs < 0:
-                raise ConfigError(f"warmup_epochs must be a number >= 0, got {warmup_epochs!r}")
-            self.world_size = world_size
-            self.warmup_epochs = warmup_epochs
-            self.steps_per_epoch = steps_per_epoch
-            self.target = None
-            self._wrapped = None
-            self._ramping = False
-
-        def _optimizer(self):
-            optimizer = getattr(self.model, "optimizer", None)
-            if optimizer is None:
-                raise ConfigError("LearningRateWarmup needs the model's optimizer (tfseg's Trainer attaches it)")
-            return getattr(optimizer, "inner_optimizer", optimizer)
-
-        @property
-        def warmup_steps(self):
-            """Optimizer steps the ramp lasts."""
-            steps = self.steps_per_epoch or (self.params or {}).get("steps")
-            if not steps:
-                raise ConfigError("LearningRateWarmup: the number of steps per epoch is unknown; pass "
-                                  "steps_per_epoch")
-            return int(round(self.warmup_epochs * steps))
-
-        def factor(self, step):
-            """The multiplier of the learning rate at optimizer step `step`."""
-            return _warmup_factor(step, self.warmup_steps, self.world_size)
-
-        def on_train_begin(self, logs=None):
-            optimizer = self._optimizer()
-            self._ramping = False
-            rate = optimizer._learning_rate  # a variable, or a schedule (not settable as a float)
-            if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-                if not isinstance(rate, schedule_class):
-                    self._wrapped = rate
-                    optimizer.learning_rate = schedule_class(rate, self.warmup_steps, self.world_size)
-                return
-            if self.target is None:
-                self.target = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            self._set(optimizer)
-
-        def set_resume_state(self, state):
-            """Take the target learning rate saved with the checkpoint."""
-            if state.get("target") is not None:
-                self.target = float(state["target"])
-                if self.model is not None and self._wrapped is None:
-                    self._set(self._optimizer())
-
-        def get_resume_state(self):
-            """The target learning rate (float learning rates only)."""
-            return {"target": self.target}
-
-        def _set(self, optimizer):
-            if self.target is None:
-                return
-            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
-            if step < self.warmup_steps:
-                optimizer.learning_rate = self.target * self.factor(step)
-                self._ramping = True
-            elif self._ramping:  # the ramp just ended: the full rate, then leave it to other callbacks
-                optimizer.learning_rate = self.target
-                self._ramping = False
-
-        def on_train_batch_begin(self, batch, logs=None):
-            if self._wrapped is None:
-                self._set(self._optimizer())
-
-        def on_train_batch_end(self, batch, logs=None):  # so a checkpoint holds the next step's rate
-            if self._wrapped is None:
-                self._set(self._optimizer())
-
-        def on_train_end(self, logs=None):
-            if self._wrapped is not None:
-                self._optimizer().learning_rate = self._wrapped
-                self._wrapped = None
-
-    _WARMUP_CLASSES.update(callback=LearningRateWarmup, schedule=schedule_class)
-    return LearningRateWarmup, schedule_class
 
 
 class Distribution:
@@ -734,15 +464,18 @@ class Distribution:
         """
         if self._hvd is None or self.world_size == 1 or not warmup_epochs:
             return []
-        callback_class, _ = _warmup_classes()
-        return [callback_class(self.world_size, warmup_epochs, steps_per_epoch)]
+        from tfseg.training.warmup import LearningRateWarmup
+
+        return [LearningRateWarmup(self.world_size, warmup_epochs, steps_per_epoch)]
 
     def trainer(self, model, loss, optimizer, **kwargs):
         """A `Trainer` on this strategy, or a `HorovodTrainer`; keyword arguments go to it."""
         if "strategy" in kwargs:
             raise ConfigError("Distribution.trainer sets the strategy itself; do not pass strategy=")
         if self._hvd is not None:
-            return _horovod_trainer_class()(model, loss, optimizer, **kwargs)
+            from tfseg.training.horovod import HorovodTrainer
+
+            return HorovodTrainer(model, loss, optimizer, **kwargs)
         from tfseg.training.trainer import Trainer
 
         return Trainer(model, loss, optimizer, strategy=self.strategy, **kwargs)

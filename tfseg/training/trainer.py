@@ -47,6 +47,8 @@ import tensorflow as tf
 from tfseg.errors import ConfigError, TfsegError
 from tfseg.training.callbacks import EpochCheckpoint, current_learning_rate, restore_callbacks_state
 from tfseg.training.checkpoint import CheckpointManager, ensure_built
+from tfseg.training.progress import EpochLine, fit_verbosity
+from tfseg.utils.progress import is_terminal
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +109,8 @@ def _unpack(data):
                       f"got one element of type {type(data).__name__}")
 
 
-def _batch_size(x):
+def batch_size_of(x):
+    """The number of examples in a batch `x` (the first dimension of its first tensor), float32."""
     return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
 
 
@@ -389,7 +392,7 @@ class Trainer:
         return grads, total, parts, y_pred
 
     def _replica_grads(self, x, y, sample_weight):
-        n_local = _batch_size(x)
+        n_local = batch_size_of(x)
         if self.num_replicas > 1:
             n_global = tf.distribute.get_replica_context().all_reduce(_SUM, n_local)
         else:
@@ -429,7 +432,7 @@ class Trainer:
         y_pred = self.model(x, training=False)
         data_loss, parts = self._compute_loss(y, y_pred, sample_weight)
         total = data_loss + self._regularization()
-        self._update_metrics(total, parts, _batch_size(x), y, y_pred, sample_weight)
+        self._update_metrics(total, parts, batch_size_of(x), y, y_pred, sample_weight)
 
     def _test_step(self, data):
         x, y, sample_weight = _unpack(data)
@@ -511,7 +514,8 @@ class Trainer:
             steps_per_epoch: batches per epoch; needed for a repeating dataset, which is then
                 read on across epochs. Default: one pass over the dataset.
             validation_steps: batches per validation; default one pass.
-            verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+            verbose: 0 silent, 1 progress bar (one line per epoch when stdout is not a terminal),
+                2 one line per epoch.
             checkpoint_dir: save a resumable checkpoint there after every epoch (chief only),
                 unless an `EpochCheckpoint` in `callbacks` already writes to that folder.
             resume: restore the latest checkpoint (of `checkpoint_dir`, or of the
@@ -560,9 +564,11 @@ class Trainer:
             logger.info("nothing to do: %d of %d epochs already done", initial_epoch, epochs)
             return history
 
+        verbose = fit_verbosity(verbose)  # off a terminal: one line per epoch, not bar redraws
+        lines = [EpochLine(epochs)] if verbose == 2 else []
         callback_list = keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=verbose > 0, model=self.model, epochs=epochs, steps=steps,
-            verbose=verbose)
+            callbacks + lines, add_history=True, add_progbar=verbose == 1, model=self.model, epochs=epochs,
+            steps=steps, verbose=verbose)
         self.model.stop_training = False
         train_dist = self.strategy.experimental_distribute_dataset(train_data)
         val_dist = None if validation_data is None else self.strategy.experimental_distribute_dataset(validation_data)
@@ -676,7 +682,7 @@ class Trainer:
 
         Args:
             data: a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)` batches.
-            verbose: 1 shows a progress bar.
+            verbose: 1 shows a progress bar (on a terminal only).
             steps: batches to evaluate; default one pass.
             callbacks: Keras callbacks receiving the `on_test_*` calls.
 
@@ -686,7 +692,7 @@ class Trainer:
         self._check_dataset(data, "data")
         steps = self._steps(data, steps, "steps")
         self._prepare(data)
-        callback_list = keras.callbacks.CallbackList(list(callbacks or ()), add_progbar=verbose > 0,
+        callback_list = keras.callbacks.CallbackList(list(callbacks or ()), add_progbar=verbose > 0 and is_terminal(),
                                                      model=self.model, epochs=1, steps=steps, verbose=verbose)
         return self._run_test(self.strategy.experimental_distribute_dataset(data), steps, callback_list)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import atomic_path
-from tfseg.viz.overlays import LABEL_COLOURS, _window
+from tfseg.viz.overlays import LABEL_COLOURS, display_image, label_map, window
 
 logger = logging.getLogger(__name__)
 
@@ -76,45 +76,6 @@ def blend_labels(gray, labels, colours=None, alpha=0.45):
     return np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def _label_volume(labels, shape, what, path):
-    """Integer labels of the image's spatial shape (a trailing channel of 1 is dropped)."""
-    if labels is None:
-        return None
-    arr = np.asarray(labels)
-    if arr.ndim == len(shape) + 1 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.shape != tuple(shape):
-        raise DataError(path, f"{what} shape {arr.shape} differs from the image's spatial shape {tuple(shape)}")
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise DataError(path, f"{what} must be a label map of whole numbers (take the argmax of "
-                                  f"probabilities first), got non-integer values")
-        return arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise DataError(path, f"{what} must be an integer label map, got dtype {arr.dtype}")
-    return arr
-
-
-def _gray(image, spatial_ndim, channel, path):
-    """The displayed channel of an image with `spatial_ndim` spatial axes, as float32."""
-    arr = np.asarray(image)
-    if arr.ndim == spatial_ndim + 1:
-        if not -arr.shape[-1] <= channel < arr.shape[-1]:
-            raise ConfigError(f"channel {channel} is out of range for an image with {arr.shape[-1]} channels")
-        arr = arr[..., channel]
-    if arr.ndim != spatial_ndim:
-        kind = "(D, H, W) or (D, H, W, C)" if spatial_ndim == 3 else "(H, W) or (H, W, C)"
-        raise DataError(path, f"image must be {kind}, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
-        raise DataError(path, f"image must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise DataError(path, "image holds NaN or infinite values")
-    return arr
-
-
 def _slices(image, truth, prediction, axis, channel, path):
     """Yield (index, total, gray slice in [0, 1], truth slice, prediction slice) per frame source."""
     if isinstance(image, (list, tuple)):
@@ -126,29 +87,29 @@ def _slices(image, truth, prediction, axis, channel, path):
                 raise DataError(path, f"{count} images but {len(labels)} {what} maps")
         shape = None
         for index, sample in enumerate(image):
-            gray = _gray(sample, 2, channel, path)
+            gray = display_image(sample, 2, channel, path)
             if shape is None:
                 shape = gray.shape
             elif gray.shape != shape:
                 raise DataError(path, f"sample {index} has shape {gray.shape}, sample 0 has {shape}; "
                                       f"GIF frames must share one size")
-            yield (index, count, _window(gray),
-                   _label_volume(None if truth is None else truth[index], shape, f"truth {index}", path),
-                   _label_volume(None if prediction is None else prediction[index], shape,
+            yield (index, count, window(gray),
+                   label_map(None if truth is None else truth[index], shape, f"truth {index}", path),
+                   label_map(None if prediction is None else prediction[index], shape,
                                  f"prediction {index}", path))
         return
-    volume = _gray(image, 3, channel, path)
+    volume = display_image(image, 3, channel, path)
     if axis not in (0, 1, 2, -1, -2, -3):
         raise ConfigError(f"axis must be a spatial axis 0, 1 or 2 of the (D, H, W) volume, got {axis!r}")
-    truth = _label_volume(truth, volume.shape, "truth", path)
-    prediction = _label_volume(prediction, volume.shape, "prediction", path)
-    window = _window(volume)
+    truth = label_map(truth, volume.shape, "truth", path)
+    prediction = label_map(prediction, volume.shape, "prediction", path)
+    levels = window(volume)
     count = volume.shape[axis]
     for index in range(count):
         take = [slice(None)] * 3
         take[axis] = index
         take = tuple(take)
-        yield (index, count, window[take], None if truth is None else truth[take],
+        yield (index, count, levels[take], None if truth is None else truth[take],
                None if prediction is None else prediction[take])
 
 

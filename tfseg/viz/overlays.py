@@ -1,4 +1,6 @@
-"""Label maps drawn over images: three orthogonal planes of a volume, or one 2D slice, as PNG.
+"""Label maps drawn over images, as PNG: three orthogonal planes of a volume (`three_plane_overlay`,
+filled labels), or one 2D slice with the outlines of truth and prediction (`write_overlay_png`,
+`write_overlay_pngs` for a test set). Both show the image through the same gray `window`.
 
 Volumes are channels-last `(D, H, W)` in tfseg's memory layout (D = NIfTI k, H = j, W = i), so
 the axial plane is `volume[k]`, the coronal plane `volume[:, j]` and the sagittal plane
@@ -13,14 +15,24 @@ Example:
     >>> os.path.getsize(path) > 0
     True
 """
+import logging
 import os
 
 import numpy as np
 
+from tfseg.errors import ConfigError, DataError
+from tfseg.inference.writers import safe_file_name
 from tfseg.utils.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
 
 #: Colours of the BraTS labels (and of labels 1-3 of other tasks): red, green, yellow, blue.
 LABEL_COLOURS = {1: (1.0, 0.1, 0.1), 2: (0.1, 0.9, 0.1), 3: (0.2, 0.4, 1.0), 4: (1.0, 0.9, 0.0)}
+
+#: Outline colours of `write_overlay_png`: truth, prediction, and where the two outlines coincide.
+TRUTH_COLOUR = (0, 220, 0)
+PREDICTION_COLOUR = (255, 40, 40)
+BOTH_COLOUR = (255, 230, 0)
 
 
 def _rgba(labels, alpha):
@@ -32,7 +44,13 @@ def _rgba(labels, alpha):
     return out
 
 
-def _window(image):
+def window(image):
+    """Gray levels in [0, 1]: the image's 0.5-99.5 percentile range stretched to [0, 1], clipped.
+
+    Example:
+        >>> window(np.arange(5.0)).round(3).tolist()
+        [0.0, 0.247, 0.5, 0.753, 1.0]
+    """
     low, high = np.percentile(image, (0.5, 99.5)) if image.size else (0.0, 1.0)
     return np.clip((image - low) / max(high - low, 1e-6), 0, 1)
 
@@ -73,7 +91,7 @@ def three_plane_overlay(volume, path, labels=None, prediction=None, spacing=(1.0
     rows = [("truth", labels)] if prediction is None else [("truth", labels), ("prediction", prediction)]
     k, j, i = centre if centre is not None else _centre(labels if labels is not None else prediction, volume.shape)
     dz, dy, dx = spacing
-    image = _window(volume)
+    image = window(volume)
     planes = [("axial", lambda a: a[k], dy / dx, False), ("coronal", lambda a: a[:, j], dz / dx, True),
               ("sagittal", lambda a: a[:, :, i], dz / dy, True)]
     figure, axes = plt.subplots(len(rows), 3, figsize=(12, 4 * len(rows)), squeeze=False)
@@ -95,3 +113,164 @@ def three_plane_overlay(volume, path, labels=None, prediction=None, spacing=(1.0
         figure.savefig(temporary, format="png", dpi=80)
     plt.close(figure)
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# One 2D slice: outlines of the truth and the prediction, as PNG
+# --------------------------------------------------------------------------------------------
+
+def label_map(labels, shape, what, path):
+    """Integer labels of the image's spatial shape (a trailing channel of 1 is dropped); None stays None.
+
+    Raises:
+        DataError: the shape differs, or the values are not whole numbers (naming `what` and `path`).
+    """
+    if labels is None:
+        return None
+    arr = np.asarray(labels)
+    if arr.ndim == len(shape) + 1 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.shape != tuple(shape):
+        raise DataError(path, f"{what} shape {arr.shape} differs from the image's spatial shape {tuple(shape)}")
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise DataError(path, f"{what} must be a label map of whole numbers (take the argmax of "
+                                  f"probabilities first), got non-integer values")
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(path, f"{what} must be an integer label map, got dtype {arr.dtype}")
+    return arr
+
+
+def display_image(image, spatial_ndim, channel, path):
+    """The displayed channel of an image with `spatial_ndim` spatial axes, as finite float32.
+
+    Raises:
+        ConfigError: `channel` is out of range.
+        DataError: the shape or dtype is not an image's, or it holds NaN or infinite values.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == spatial_ndim + 1:
+        if not -arr.shape[-1] <= channel < arr.shape[-1]:
+            raise ConfigError(f"channel {channel} is out of range for an image with {arr.shape[-1]} channels")
+        arr = arr[..., channel]
+    if arr.ndim != spatial_ndim:
+        kind = "(D, H, W) or (D, H, W, C)" if spatial_ndim == 3 else "(H, W) or (H, W, C)"
+        raise DataError(path, f"image must be {kind}, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise DataError(path, f"image must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise DataError(path, "image holds NaN or infinite values")
+    return arr
+
+
+def _outline(labels, shape):
+    """Border pixels of the objects of a label map (also between two labels); all False for None."""
+    from skimage.segmentation import find_boundaries
+
+    if labels is None:
+        return np.zeros(shape, bool)
+    # "inner": the outline lies on the object's own border pixels, so one-pixel objects stay visible.
+    return find_boundaries(labels, mode="inner")
+
+
+def _zoom(arr, zoom):
+    return arr if arr is None or zoom == 1 else np.repeat(np.repeat(arr, zoom, axis=0), zoom, axis=1)
+
+
+def write_overlay_png(path, image, truth=None, prediction=None, channel=0, zoom=1):
+    """Save a 2D image in gray with the outlines of the truth and the prediction drawn over it.
+
+    Outlines are `skimage.segmentation.find_boundaries` of the label maps (object borders, and
+    borders between classes): truth in green (`TRUTH_COLOUR`), prediction in red
+    (`PREDICTION_COLOUR`), yellow where they coincide (`BOTH_COLOUR`). The gray levels are
+    `window(image)` (its 0.5-99.5 percentile range), as in `three_plane_overlay`.
+
+    Args:
+        path: PNG file to write (atomically; its folder is created).
+        image: `(H, W)` or `(H, W, C)` image (channel `channel` is shown).
+        truth: optional `(H, W)` label map (bool, integers or whole-valued floats).
+        prediction: optional `(H, W)` label map.
+        channel: channel shown for a multi-channel image.
+        zoom: integer upscaling (nearest neighbour) before drawing, for thin outlines on small images.
+
+    Returns:
+        `path`.
+
+    Raises:
+        DataError: shapes differ, labels are not whole numbers, or the image is not finite.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> mask = np.zeros((8, 8), np.uint8); mask[2:6, 2:6] = 1
+        >>> out = write_overlay_png(os.path.join(tempfile.mkdtemp(), "a.png"), np.random.rand(8, 8), truth=mask)
+        >>> from PIL import Image
+        >>> Image.open(out).size
+        (8, 8)
+    """
+    from PIL import Image
+
+    if isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1:
+        raise ConfigError(f"zoom must be a positive integer, got {zoom!r}")
+    path = os.fspath(path)
+    gray = window(display_image(image, 2, channel, path))
+    truth = label_map(truth, gray.shape, "truth", path)
+    prediction = label_map(prediction, gray.shape, "prediction", path)
+    if zoom > 1:
+        gray, truth, prediction = _zoom(gray, zoom), _zoom(truth, zoom), _zoom(prediction, zoom)
+    truth_edge = _outline(truth, gray.shape)
+    prediction_edge = _outline(prediction, gray.shape)
+    rgb = np.repeat(np.round(gray * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    rgb[truth_edge] = TRUTH_COLOUR
+    rgb[prediction_edge] = PREDICTION_COLOUR
+    rgb[truth_edge & prediction_edge] = BOTH_COLOUR
+    with atomic_path(path) as temporary:
+        Image.fromarray(rgb, "RGB").save(temporary, format="PNG")
+    return path
+
+
+def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **options):
+    """Write one outline PNG per case, `<folder>/<id>.png` (see `write_overlay_png`).
+
+    Args:
+        folder: output folder (created).
+        ids: case ids; file names are `safe_file_name(id) + ".png"`.
+        images: one `(H, W)` / `(H, W, C)` image per id (a list, a stacked array or a generator).
+        truths: optional label maps, one per id.
+        predictions: optional label maps, one per id.
+        **options: passed to `write_overlay_png` (`channel`, `zoom`).
+
+    Returns:
+        The list of written paths, in the order of `ids`.
+
+    Raises:
+        ConfigError: two ids map to the same file name, or the lengths differ.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> paths = write_overlay_pngs(folder, ["a", "b"], np.random.rand(2, 8, 8), predictions=np.ones((2, 8, 8)))
+        >>> sorted(os.listdir(folder))
+        ['a.png', 'b.png']
+    """
+    ids = list(ids)
+    names = [safe_file_name(case_id) + ".png" for case_id in ids]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise ConfigError(f"case ids map to the same file names {clashes[:5]}; make the ids unique")
+    columns = [images] + [values for values in (truths, predictions) if values is not None]
+    for values in columns:
+        if hasattr(values, "__len__") and len(values) != len(ids):
+            raise ConfigError(f"{len(ids)} ids but {len(values)} images, truths or predictions")
+    truths = [None] * len(ids) if truths is None else truths
+    predictions = [None] * len(ids) if predictions is None else predictions
+    paths = []
+    for name, image, truth, prediction in zip(names, images, truths, predictions):
+        paths.append(write_overlay_png(os.path.join(os.fspath(folder), name), image, truth, prediction, **options))
+    if len(paths) != len(ids):
+        raise ConfigError(f"{len(ids)} ids but only {len(paths)} images, truths or predictions")
+    logger.info("wrote %d overlay PNGs to %s", len(paths), folder)
+    return paths

@@ -227,11 +227,6 @@ def build(config, dist=None):
     return built
 
 
-def encoder_layers(model):
-    """The layers of the shared encoder: the stem and the `enc*` levels of the SegResNet builders."""
-    return [layer for layer in model.layers if layer.name.startswith(("stem", "enc"))]
-
-
 def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
     """Train on the regions with the configured loss (+ the VAE loss the model adds itself).
 
@@ -249,6 +244,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
     `dist` (a `Distribution`, or the strategy the model was built under) picks the trainer, scales
     the learning rate and adds its warm-up; `train_ds` is then this rank's share (`dist.shard`).
     """
+    from tfseg.models.encoder import set_encoder_trainable
     from tfseg.training import set_seed
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
@@ -281,12 +277,6 @@ def validation_callbacks(config, val_cases):
                                   watch=[f"val_dice_{region.lower()}" for region in REGION_NAMES])
 
 
-def set_encoder_trainable(model, trainable):
-    """Freeze (False) or unfreeze (True) the SegResNet encoder layers (`encoder_layers`)."""
-    for layer in encoder_layers(model):
-        layer.trainable = trainable
-
-
 def segmentation_network(model):
     """The model to predict with: the segmentation path of a VAE model (any input size), else the model."""
     if isinstance(model.output, dict):
@@ -310,9 +300,9 @@ def read_case_image(case):
 
 def normalize_case(image):
     """Per-channel z-score over non-zero voxels, the same function the pipeline and the SavedModel use."""
-    from tfseg.data.transforms.intensity import zscore_nonzero_channels
+    from tfseg.data.transforms.intensity import zscore_nonzero
 
-    return zscore_nonzero_channels(image).numpy()
+    return zscore_nonzero(image).numpy()
 
 
 #: Bytes of activations per voxel and initial filter of a SegResNet forward pass (float32, the
@@ -370,7 +360,7 @@ def case_scores(config, network, case, image, reference, with_hd95=True):
     """Predict one labelled case and score its regions; returns `(labels, {region: {score: value}})`."""
     from tfseg.data.transforms.labels import regions_to_brats_labels
     from tfseg.io.nifti import read_nifti
-    from tfseg.metrics import brats_region_scores
+    from tfseg.workflows.brats_regions import brats_region_scores
 
     labels = regions_to_brats_labels(predict_case(config, network, case, image)).astype(np.uint8)
     if case.label is None:
@@ -417,6 +407,7 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     """
     from tfseg.io.nifti import read_nifti, write_nifti
     from tfseg.metrics import mean_region_scores
+    from tfseg.workflows.brats_regions import brats_region_scores
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)

@@ -53,7 +53,7 @@ class PatchSection:
 
 @dataclasses.dataclass
 class AugmentSection:
-    """The W3 augmentation (see `Brats2DAugmentation`).
+    """The W3 augmentation (see `tfseg.workflows.brats2d_augment.Brats2DAugmentation`).
 
     Attributes:
         spatial_weights: relative chances of the spatial branches flip, affine, anisotropy, elastic.
@@ -175,10 +175,13 @@ def make_patch_store(config, cases):
 
 def augmentation(config):
     """The `Brats2DAugmentation` of this run."""
-    from tfseg.data.transforms.compose import Brats2DAugmentation
+    from tfseg.workflows.brats2d_augment import Brats2DAugmentation
 
     aug = config.augment
     return Brats2DAugmentation(patch_size=config.patches.patch_size, spatial_probability=aug.spatial_probability,
+                               spatial_weights=tuple(aug.spatial_weights), flip_axes=tuple(aug.flip_axes),
+                               flip_probability=aug.flip_probability,
+                               elastic_max_displacement=tuple(aug.elastic_max_displacement),
                                degrees=aug.degrees, intensity_probability=aug.intensity_probability,
                                noise_std=aug.noise_std, bias_coefficients=aug.bias_coefficients,
                                percentiles=tuple(aug.percentiles))
@@ -189,7 +192,7 @@ def sample_transform(config, training):
     preprocessing, then the label remap {0,1,2,4} -> {0,1,2,3}."""
     import tensorflow as tf
 
-    from tfseg.data.transforms.compose import augment_brats2d, preprocess_brats2d
+    from tfseg.workflows.brats2d_augment import augment_brats2d, preprocess_brats2d
     from tfseg.data.transforms.labels import remap_labels
 
     settings = augmentation(config)
@@ -270,7 +273,7 @@ def window_predictor(model, settings):
     """`fn(windows (B, p, p, C) raw) -> probabilities`: each window normalized like a training patch."""
     import tensorflow as tf
 
-    from tfseg.data.transforms.compose import preprocess_brats2d
+    from tfseg.workflows.brats2d_augment import preprocess_brats2d
 
     @tf.function(reduce_retracing=True)
     def predict(batch):

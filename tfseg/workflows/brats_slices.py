@@ -187,7 +187,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_slices=None):
     have no ET, and a per-slice Dice of an empty channel gives almost no gradient to clear the
     background.
     """
-    from tfseg.models.unet import set_encoder_trainable
+    from tfseg.models.encoder import set_encoder_trainable
     from tfseg.training import set_seed
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer

@@ -300,7 +300,8 @@ def evaluate(config, model, test, split=None, train_seconds=None):
 
 def write_predictions(config, ids, images, truths, predictions):
     """`predictions.h5` (every test slice) and `overlays/*.png` (slices with an abnormality first)."""
-    from tfseg.inference.writers import write_overlay_pngs, write_predictions_hdf5
+    from tfseg.inference.writers import write_predictions_hdf5
+    from tfseg.viz.overlays import write_overlay_pngs
 
     os.makedirs(config.output_dir, exist_ok=True)
     if config.outputs.predictions_hdf5:

@@ -6,8 +6,8 @@ deterministic form, so an augmentation is reproducible from its seed.
 Where the artifacts apply: every function takes an optional `mask` (`(H, W)` booleans). With a
 mask, only the pixels inside it change and the others keep their value exactly — pass the brain
 mask (where the unnormalized scan was non-zero) so that the background of a skull-stripped scan
-keeps marking "outside the brain" (what `augment_brats2d` does). With `mask=None` the whole image
-changes, as TorchIO's `RandomNoise` and `RandomBiasField` do.
+keeps marking "outside the brain" (what the W3 chain, `tfseg.workflows.brats2d_augment`, does).
+With `mask=None` the whole image changes, as TorchIO's `RandomNoise` and `RandomBiasField` do.
 
 Bias field (TorchIO's `BiasField`, in 2D): `image * exp(sum_k c_k * y**i_k * x**j_k)` over all
 monomials with `i + j <= order`, in the order `for i in 0..order: for j in 0..order-i`, where

@@ -10,6 +10,7 @@ Example:
     >>> [round(float(v), 3) for v in tf.reshape(y, [-1])]
     [0.0, 0.333, 0.667, 1.0]
 """
+import numpy as np
 import tensorflow as tf
 
 from tfseg.errors import ConfigError
@@ -31,10 +32,11 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
         image: float tensor `(H, W, C)` or `(D, H, W, C)`.
         method: "zscore" (zero mean, unit standard deviation over the whole image), "zscore_nonzero"
             (per channel, statistics over the channel's non-zero voxels, zeros stay zero: for
-            skull-stripped MRI such as BraTS), "percentile" (per channel, the (0.5, 99.5) percentiles
+            skull-stripped MRI such as BraTS; `zscore_nonzero`), "percentile" (per channel, the (0.5, 99.5) percentiles
             inside the brain mask stretched to [-1, 1], outside -1: `percentile_stretch`), "minmax"
             (to [0, 1]) or "none".
-        eps: guards constant images, which map to all zeros instead of NaN.
+        eps: "zscore" and "minmax": guards constant images, which map to all zeros instead of NaN
+            ("zscore_nonzero" follows `nonzero_moments`).
 
     Returns:
         A float32 tensor of the same shape.
@@ -44,7 +46,7 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
     if method == "none":
         return image
     if method == "zscore_nonzero":
-        return zscore_nonzero_channels(image, eps)
+        return zscore_nonzero(image)
     if method == "percentile":
         return percentile_stretch(image)
     if method == "zscore":
@@ -56,22 +58,103 @@ def normalize_intensity(image, method="zscore", eps=1e-6):
     return (image - low) / tf.maximum(high - low, eps)
 
 
-def zscore_nonzero_channels(image, eps=1e-6):
-    """Per channel: subtract the mean and divide by the std of its non-zero voxels; zeros stay zero.
+#: Relative spread under which a channel's non-zero voxels count as constant: a standard deviation
+#: of at most `ZERO_SPREAD * max(1, |mean|)` is taken as 1, so a constant channel is only shifted
+#: (to 0) instead of having float rounding noise divided by a tiny number. MONAI's
+#: `NormalizeIntensity(nonzero=True)` takes an exactly zero std as 1 the same way.
+ZERO_SPREAD = 1e-5
+
+
+def nonzero_moments(image):
+    """Per-channel mean and population std over the non-zero voxels of a channels-last image.
+
+    The one rule of tfseg's non-zero z-score, used by training, validation and the serving
+    signature alike (`nonzero_stats` is the same rule in numpy, for one channel). Zeros add
+    nothing to the sums, so the mean is `sum(x) / count(x != 0)`.
+
+    Args:
+        image: `(H, W, C)` or `(D, H, W, C)` tensor, any real dtype.
+
+    Returns:
+        `(mean, std)`, float32 tensors of shape `(C,)`. A channel without non-zero voxels has mean
+        0 and std 1; a channel with no spread (`ZERO_SPREAD`) has std 1, so dividing is safe.
 
     Example:
         >>> import tensorflow as tf
-        >>> x = tf.constant([0.0, 2.0, 4.0])[:, None]
-        >>> [abs(round(float(v), 3)) for v in tf.reshape(zscore_nonzero_channels(x), [-1])]
-        [0.0, 1.0, 1.0]
+        >>> mean, std = nonzero_moments(tf.constant([[[[0.0], [2.0], [4.0]]]]))
+        >>> mean.numpy().tolist(), std.numpy().tolist()
+        ([3.0], [1.0])
     """
-    image = tf.cast(image, tf.float32)
-    mask = tf.cast(tf.not_equal(image, 0.0), tf.float32)
-    axes = list(range(image.shape.rank - 1))
+    x = tf.cast(image, tf.float32)
+    inside = tf.not_equal(x, 0.0)
+    mask = tf.cast(inside, tf.float32)
+    axes = list(range(x.shape.rank - 1))
     count = tf.maximum(tf.reduce_sum(mask, axis=axes), 1.0)
-    mean = tf.reduce_sum(image * mask, axis=axes) / count
-    variance = tf.reduce_sum(tf.square(image - mean) * mask, axis=axes) / count
-    return (image - mean) / tf.maximum(tf.sqrt(variance), eps) * mask
+    # Sums of values shifted by one of the channel's own values: exact for a constant channel
+    # (float32 sums of large equal values are not) and better conditioned for any other.
+    reference = tf.reduce_max(tf.where(inside, x, tf.fill(tf.shape(x), -float("inf"))), axis=axes)
+    reference = tf.where(tf.math.is_finite(reference), reference, tf.zeros_like(reference))
+    shifted = (x - reference) * mask
+    offset = tf.reduce_sum(shifted, axis=axes) / count
+    std = tf.sqrt(tf.reduce_sum(tf.square((shifted - offset) * mask), axis=axes) / count)
+    mean = reference + offset
+    spread = std > ZERO_SPREAD * tf.maximum(1.0, tf.abs(mean))
+    return mean, tf.where(spread, std, tf.ones_like(std))
+
+
+def zscore_nonzero(image):
+    """Z-score each channel over its non-zero voxels (`nonzero_moments`); zero voxels stay 0.
+
+    MONAI's `NormalizeIntensityd(nonzero=True, channel_wise=True)`: for skull-stripped MRI such
+    as BraTS, where 0 marks "outside the brain".
+
+    Args:
+        image: `(H, W, C)` or `(D, H, W, C)` tensor, any real dtype.
+
+    Returns:
+        float32 tensor of the same shape: `(x - mean_c) / std_c` where channel c is non-zero, else 0.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> zscore_nonzero(tf.constant([[[[0.0], [2.0], [4.0]]]]))[0, 0, :, 0].numpy().tolist()
+        [0.0, -1.0, 1.0]
+    """
+    x = tf.cast(image, tf.float32)
+    mean, std = nonzero_moments(x)
+    return tf.where(tf.not_equal(x, 0.0), (x - mean) / std, tf.zeros_like(x))
+
+
+def nonzero_stats(array):
+    """`nonzero_moments` of one channel in numpy: mean and population std of its non-zero voxels.
+
+    Computed in float64 with one pass for the count and two reductions (sum, sum of squares);
+    zeros add nothing to the sums, so no mask is built. Integer volumes up to 16 bits are summed
+    exactly in int64 (int16 squares summed over 2**33 voxels still fit). The same rule as
+    `nonzero_moments` (std 1 for no spread, `ZERO_SPREAD`), so a volume normalized with these
+    figures equals `zscore_nonzero` of it up to float32 rounding.
+
+    Args:
+        array: numpy volume of any shape and real dtype (one channel).
+
+    Returns:
+        `(mean, std)` as Python floats; `(0.0, 1.0)` for an all-zero volume.
+
+    Example:
+        >>> import numpy as np
+        >>> nonzero_stats(np.array([0, 2, 4], np.int16))
+        (3.0, 1.0)
+    """
+    flat = np.ravel(array)
+    count = int(np.count_nonzero(flat))
+    if not count:
+        return 0.0, 1.0
+    exact = flat.dtype.kind in "iub" and flat.dtype.itemsize <= 2
+    accumulator = np.int64 if exact else np.float64
+    total = float(flat.sum(dtype=accumulator))
+    square = float(np.einsum("i,i->", flat, flat, dtype=accumulator, casting="unsafe"))
+    mean = total / count
+    std = float(np.sqrt(max(square / count - mean * mean, 0.0)))
+    return mean, (std if std > ZERO_SPREAD * max(1.0, abs(mean)) else 1.0)
 
 
 def normalize_batch(images, method="zscore", eps=1e-6):
@@ -91,14 +174,45 @@ def gray_to_rgb(image):
 
 
 def brain_mask(image):
-    """Pixels where any channel is non-zero (the brain of a skull-stripped scan), bool `(H, W)`.
+    """Pixels (voxels) where any channel is non-zero: the brain of a skull-stripped scan, as a bool tensor.
+
+    The rule of `brain_mask_array` (numpy) as a TensorFlow op.
+
+    Args:
+        image: channels-last `(H, W, C)` or `(D, H, W, C)` tensor.
+
+    Returns:
+        bool tensor of the image's spatial shape.
+
+    Raises:
+        ConfigError: the image has no channel axis (rank below 3).
 
     Example:
         >>> import tensorflow as tf
         >>> brain_mask(tf.constant([[[0.0, 0.0], [0.0, 3.0]]])).numpy().tolist()
         [[False, True]]
     """
+    image = tf.convert_to_tensor(image)
+    _check_channels_last(image.shape.rank, image.shape)
     return tf.reduce_any(tf.not_equal(tf.cast(image, tf.float32), 0.0), axis=-1)
+
+
+def brain_mask_array(image):
+    """`brain_mask` in numpy (same rule, same errors): a bool array of the image's spatial shape.
+
+    Example:
+        >>> import numpy as np
+        >>> brain_mask_array(np.array([[[0, 0], [0, 3]]])).tolist()
+        [[False, True]]
+    """
+    image = np.asarray(image)
+    _check_channels_last(image.ndim, image.shape)
+    return np.any(image != 0, axis=-1)
+
+
+def _check_channels_last(rank, shape):
+    if rank is not None and rank < 3:
+        raise ConfigError(f"image must be channels-last (H, W, C) or (D, H, W, C), got shape {tuple(shape)}")
 
 
 def masked_percentiles(image, mask, percentiles):

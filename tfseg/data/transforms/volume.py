@@ -11,9 +11,10 @@ augmentation is reproducible from its seed and the deterministic part is testabl
 
 Conventions (chosen to match MONAI and Myronenko 2018, arXiv 1810.11654):
 
-- `zscore_nonzero`: per channel, mean and (population) standard deviation over the voxels where
+- `zscore_nonzero` (defined in `tfseg.data.transforms.intensity`, the one rule for training
+  and serving): per channel, mean and (population) standard deviation over the voxels where
   that channel is non-zero; those voxels become `(x - mean) / std`, zero voxels stay 0 (MONAI's
-  `NormalizeIntensityd(nonzero=True, channel_wise=True)`). A channel with zero spread is only
+  `NormalizeIntensityd(nonzero=True, channel_wise=True)`). A channel with no spread is only
   shifted (std taken as 1); an all-zero channel stays 0.
 - crops: a window that reaches outside the volume is filled with zeros (image and label), so a
   volume smaller than the crop is padded. `random_crop` centres the volume on an axis where it is
@@ -38,66 +39,25 @@ Example:
 """
 import tensorflow as tf
 
+from tfseg.data.transforms.intensity import nonzero_moments
 from tfseg.data.transforms.spatial import check_size
 from tfseg.errors import ConfigError
 
-__all__ = ["zscore_nonzero", "nonzero_moments", "crop", "crop_start", "random_crop", "flip_axes",
+__all__ = ["crop", "crop_start", "random_crop", "flip_axes",
            "flip_mask", "random_flip", "intensity_shift_scale", "intensity_parameters", "random_intensity"]
 
 
-def _check_size(size, name="size"):
+def check_size_3d(size, name="size"):
     """Three positive ints (D, H, W) (or one int for all three), or ConfigError."""
     return check_size(size, 3, name)
 
 
-def _check_probability(value, name):
+def check_probability(value, name):
+    """`value` as a float in [0, 1], or ConfigError naming `name`."""
     value = float(value)
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
     return value
-
-
-def nonzero_moments(image):
-    """Per-channel mean and population std over the non-zero voxels of `(D, H, W, C)`.
-
-    Returns:
-        `(mean, std)`, float32 tensors of shape `(C,)`. A channel without non-zero voxels has mean
-        0 and std 1; a channel with zero spread has std 1 (so dividing by it is safe).
-
-    Example:
-        >>> import tensorflow as tf
-        >>> mean, std = nonzero_moments(tf.constant([[[[0.0], [2.0], [4.0]]]]))
-        >>> mean.numpy().tolist(), std.numpy().tolist()
-        ([3.0], [1.0])
-    """
-    x = tf.cast(image, tf.float32)
-    mask = tf.cast(tf.not_equal(x, 0.0), tf.float32)
-    count = tf.reduce_sum(mask, axis=(0, 1, 2))
-    safe = tf.maximum(count, 1.0)
-    mean = tf.reduce_sum(x, axis=(0, 1, 2)) / safe
-    var = tf.reduce_sum(tf.square((x - mean) * mask), axis=(0, 1, 2)) / safe
-    std = tf.sqrt(var)
-    std = tf.where(std > 0.0, std, tf.ones_like(std))
-    return mean, std
-
-
-def zscore_nonzero(image):
-    """Z-score each channel over its non-zero voxels; zero voxels stay 0.
-
-    Args:
-        image: `(D, H, W, C)` tensor (any real dtype).
-
-    Returns:
-        float32 `(D, H, W, C)`: `(x - mean_c) / std_c` where channel c is non-zero, else 0.
-
-    Example:
-        >>> import tensorflow as tf
-        >>> zscore_nonzero(tf.constant([[[[0.0], [2.0], [4.0]]]]))[0, 0, :, 0].numpy().tolist()
-        [0.0, -1.0, 1.0]
-    """
-    x = tf.cast(image, tf.float32)
-    mean, std = nonzero_moments(x)
-    return tf.where(tf.not_equal(x, 0.0), (x - mean) / std, tf.zeros_like(x))
 
 
 def crop(image, label, start, size):
@@ -119,15 +79,15 @@ def crop(image, label, start, size):
         >>> img[:, 0, 0, 0].numpy().tolist()
         [0.0, 1.0, 1.0, 0.0]
     """
-    size = _check_size(size)
+    size = check_size_3d(size)
     image = tf.convert_to_tensor(image)
     start = tf.cast(tf.convert_to_tensor(start), tf.int32)
-    out_image = _crop_one(image, start, size)
-    out_label = None if label is None else _crop_one(tf.convert_to_tensor(label), start, size)
+    out_image = crop_tensor(image, start, size)
+    out_label = None if label is None else crop_tensor(tf.convert_to_tensor(label), start, size)
     return out_image, out_label
 
 
-def _crop_one(x, start, size):
+def crop_tensor(x, start, size):
     """Window of `x` (spatial axes first) with zero fill outside; static output shape."""
     shape = tf.shape(x)[:3]
     size_t = tf.constant(size, tf.int32)
@@ -178,8 +138,8 @@ def crop_start(shape, size, seed, label=None, foreground_probability=0.0, classe
         >>> 0.3 < sum(s == 10 for s in starts) / 200 < 0.7      # class 4 drawn about half of the time
         True
     """
-    size = _check_size(size)
-    foreground_probability = _check_probability(foreground_probability, "foreground_probability")
+    size = check_size_3d(size)
+    foreground_probability = check_probability(foreground_probability, "foreground_probability")
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     shape = tf.cast(tf.convert_to_tensor(shape), tf.int32)[:3]
     size_t = tf.constant(size, tf.int32)
@@ -267,7 +227,7 @@ def flip_axes(image, label, mask_of_axes):
 
 def flip_mask(seed, probability=0.5):
     """Three independent draws: flip axis i with probability `probability` (bool tensor `(3,)`)."""
-    probability = _check_probability(probability, "probability")
+    probability = check_probability(probability, "probability")
     return tf.random.stateless_uniform([3], seed=tf.cast(seed, tf.int64)) < probability
 
 
