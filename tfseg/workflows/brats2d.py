@@ -259,7 +259,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
         lambda m: validation_scores(config, m, val_cases), every=train_section.validate_every,
         watch=[f"val_dice_{name}" for name in CLASS_NAMES[1:]])
     reduce_lr = ({"monitor": monitor, "factor": train_section.plateau_factor,
-                  "patience": train_section.plateau_patience, "min_lr": 1e-6}
+                  "patience": train_section.plateau_patience, "min_lr": 1e-6, "mode": "min"}
                  if train_section.plateau_patience > 0 else None)
     loss = make_loss(train_section.loss, mode="softmax", gamma=train_section.focal_gamma)
     return fit_phases(dist, model, loss, optimizer, make_metrics(("dice",), CLASS_NAMES, mode="softmax"),
