@@ -166,8 +166,10 @@ def _dicom_file_item(path):
 def _datalist_items(path):
     from tfseg.datasets.datalist import read_datalist
 
-    with open(path) as stream:
-        present = [s for s in DATALIST_SECTIONS if s in json.load(stream)]
+    from tfseg.datasets.datalist import _load_json
+
+    content = _load_json(path)
+    present = [s for s in DATALIST_SECTIONS if isinstance(content, dict) and s in content]
     if not present:
         raise DataError(path, f"no {'/'.join(DATALIST_SECTIONS)} section to predict")
     items = []
