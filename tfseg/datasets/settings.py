@@ -33,8 +33,8 @@ Example:
     >>> s = suggest_settings(fp, memory_budget_bytes=8 * 2**30, init_filters=16)
     >>> s.crop, s.batch_size, s.levels
     ((80, 96, 96), 2, 4)
-    >>> s.inference_window, s.whole_volume
-    ((160, 240, 240), True)
+    >>> s.inference_window, s.whole_volume        # the whole 160x240x240 would need 25 GiB
+    ((136, 144, 144), False)
 """
 import dataclasses
 import math
