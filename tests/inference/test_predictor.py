@@ -1,5 +1,6 @@
 """The predict core: inputs of every kind, predictions on the input's grid, conventions, the loop, the CLI."""
 import json
+import os
 
 import nibabel as nib
 import numpy as np
@@ -234,3 +235,24 @@ def test_nothing_to_predict(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty"):
         discover_inputs(str(tmp_path / "empty"))
+
+
+def test_sunnybrook_cine_folder_gives_one_item_per_image(tmp_path):
+    from tfseg.datasets.synthetic import write_sunnybrook
+
+    ds = write_sunnybrook(tmp_path / "sb", num_cases=1, images_per_case=3, contoured_per_case=2, image_size=32)
+    case_dir = os.path.join(ds.image_dir, sorted(os.listdir(ds.image_dir))[0])
+    items = discover_inputs(case_dir)
+    names = sorted(f for f in os.listdir(case_dir) if f.endswith(".dcm"))
+    if all(item.kind == "dicom_series" for item in items):
+        pytest.skip("this synthetic case stacks into one volume")
+    assert sorted(item.case_id + ".dcm" for item in items) == names
+    report = predict_all(items, _threshold, tmp_path / "out", convention="sunnybrook", progress=False)
+    assert report["failed"] == 0
+    for case in report["cases"]:
+        mask_path = case["outputs"][0]
+        mask = read_image(mask_path) > 0
+        assert len(case["outputs"]) == 2 and case["outputs"][1].endswith("-icontour-auto.txt")
+        assert np.allclose(read_contour(case["outputs"][1]), mask_to_contour(mask), atol=0.005)
+        inside = polygon_to_mask(read_contour(case["outputs"][1]), mask.shape)
+        assert (inside & mask).sum() > 0.9 * inside.sum()          # the outline of one of the mask's blobs

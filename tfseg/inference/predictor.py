@@ -118,7 +118,7 @@ def _nifti_item(case_id, paths):
     first = _load(paths[0])
     shape = tuple(int(s) for s in first.shape[:3][::-1])
     affine = np.asarray(first.affine, np.float64)
-    for path in paths[1:]:
+    for path in paths[1:]:  # headers only
         other = _load(path)
         other_shape = tuple(int(s) for s in other.shape[:3][::-1])
         if other_shape != shape or not np.allclose(other.affine, affine, atol=1e-3):
@@ -137,11 +137,17 @@ def _dicom_items(source, series_instance_uid=None):
     for info in list_series(source, on_error="skip"):
         if series_instance_uid is not None and info.series_instance_uid != str(series_instance_uid):
             continue
-        affine, shape, files = series_geometry(info.files, info.series_instance_uid)
+        try:
+            affine, shape, files = series_geometry(info.files, info.series_instance_uid)
+        except DataError as error:  # e.g. a cine series: several images per position -> one item each
+            logger.info("series %s is not one volume (%s); each of its %d images is predicted alone",
+                        info.series_instance_uid, error.reason, len(info.files))
+            items.extend(_dicom_file_item(path) for path in sorted(info.files))
+            continue
         name = f"series{info.series_number}" if info.series_number is not None else info.series_instance_uid
         items.append(InputItem(name, "dicom_series", tuple(files), "", shape, affine,
                                series_instance_uid=info.series_instance_uid))
-    if len(items) == 1:
+    if len(items) == 1 and items[0].kind == "dicom_series":
         items[0].case_id = os.path.basename(os.path.normpath(os.fspath(source)))
     return items
 
@@ -214,7 +220,7 @@ def discover_inputs(source, series_instance_uid=None):
 
     Args:
         source: a NIfTI file, a BraTS case or release folder, a datalist JSON, a DICOM series
-            folder (one item per series), a DICOM file, a list of DICOM files (one series), a
+            folder (one item per series, or per image for a series that is not one volume), a DICOM file, a list of DICOM files (one series), a
             folder of NIfTI files (files named like labels, `_seg`/`_mask`..., are passed over) or
             a folder of PNG/TIFF images (likewise).
         series_instance_uid: in a DICOM folder, only this series.
