@@ -10,7 +10,8 @@ suffix among `SUFFIXES` (``_seg``, ``_pred``, ``_prediction``, ``_mask``, ``_lab
 ``_gt``, ``_truth``; case-insensitive, also with ``-`` instead of ``_``): ``BraTS2021_00000.nii.gz``,
 ``BraTS2021_00000_seg.nii.gz`` and ``BraTS2021_00000_pred.nii.gz`` are all case
 ``BraTS2021_00000``. In folders, BraTS modality images (``<case>_t1.nii.gz`` ...) are passed over,
-so a BraTS release folder can be the truth. Files are paired by case id; unpaired files are
+so a BraTS release folder can be the truth, and so are ``*_probabilities.*`` files (`tfseg predict`
+writes them beside the label maps). Files are paired by case id; unpaired files are
 reported (and listed in the summary), two files of one case on one side are an error.
 
 **Scores.** Per case and per class (each non-zero label value found in either side, or `labels`),
@@ -118,7 +119,8 @@ def label_files(source, prediction=False):
         for parent, folders, files in os.walk(source):
             folders.sort()
             for name in sorted(files):
-                if name.startswith(".") or not name.lower().endswith(LABEL_EXTENSIONS) or _is_modality_image(name):
+                if name.startswith(".") or not name.lower().endswith(LABEL_EXTENSIONS) or _is_modality_image(name) \
+                        or "_probabilities." in name:
                     continue
                 add(case_id(name), os.path.join(parent, name))
     if not found:

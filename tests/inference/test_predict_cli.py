@@ -70,3 +70,21 @@ def test_tta_of_a_pointwise_model_changes_nothing_and_bad_inputs_fail(run_dir, t
     capsys.readouterr()
     assert main(["predict", str(tmp_path), single, str(tmp_path / "d")]) == 2
     assert "no saved_model/" in capsys.readouterr().err
+
+
+def test_evaluate_scores_what_predict_wrote(run_dir, tmp_path, capsys):
+    from tfseg.data.transforms.labels import brats_regions
+
+    folder, _ = run_dir
+    data = write_mni_brats(tmp_path / "data", num_cases=2, seed=9, spacing=8.0)
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), data.root, str(out), "--probabilities", "--no-progress"]) == 0
+    assert main(["evaluate", str(out), data.root, "--regions", "brats", "--out", str(tmp_path / "eval")]) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["cases"] == 2 and summary["unpaired"] == {"prediction": [], "truth": []}
+    dice = []
+    for case in data.cases:
+        pred = brats_regions(read_nifti(str(out / f"{case.case_id}.nii.gz")).array, dtype=bool)[..., 0]
+        truth = brats_regions(read_nifti(case.label).array, dtype=bool)[..., 0]
+        dice.append(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+    assert summary["metrics"]["dice_WT"]["mean"] == pytest.approx(np.mean(dice))

@@ -293,7 +293,8 @@ def _scan_nifti(item, result, read_images, stride, cap, rng):
     if read_images:
         channels = []
         for image, _, _ in headers:
-            data = np.asarray(image.dataobj[(slice(None, None, stride),) * 3])
+            # whole-array read then stride: nibabel's strided reads of gzip files seek per row, far slower
+            data = np.asarray(image.dataobj)[(slice(None, None, stride),) * 3]
             data = data[..., None] if data.ndim == 3 else data
             channels.extend(data[..., c] for c in range(data.shape[3]))
         _intensity(result, channels, stride, rng, cap, nifti_order=True)
@@ -335,7 +336,13 @@ def _label_counts(result, label, path):
         if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
             result["problems"].append(("labels", path, "label map holds non-integer values"))
             label = np.round(np.nan_to_num(label))
-    values, counts = np.unique(label, return_counts=True)
+    flat = label.ravel()
+    if flat.dtype.kind in "iub" and flat.size and 0 <= flat.min() and flat.max() < 65536:
+        counts = np.bincount(flat.astype(np.intp, copy=False))   # linear time, unlike np.unique's sort
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:
+        values, counts = np.unique(flat, return_counts=True)
     result["labels"] = {int(v): int(c) for v, c in zip(values, counts)}
     result["voxels"] = int(label.size)
 
