@@ -30,8 +30,8 @@ def _child(model_name, spatial_dims, init_filters, channels, size, mode):
     """Runs in the child: print the peak-memory delta of one step at `size` as JSON."""
     import numpy as np
     import tensorflow as tf
-
     from peak_memory import own_peak_rss_mb
+
     from tfseg.models.segresnet import segresnet
 
     model = segresnet((None,) * spatial_dims + (channels,), num_classes=3, spatial_dims=spatial_dims,

@@ -1,5 +1,6 @@
 """`tfseg inspect`: the report, the JSON, and the exit code on problems."""
 import json
+import pathlib
 
 import nibabel as nib
 import numpy as np
@@ -30,9 +31,9 @@ def test_inspect_reports_flip_unknown_label_and_split_leak(tmp_path, capsys):
     data = np.asarray(label.dataobj).copy()
     data[data == 1] = 3                                          # a BraTS-2017 style label
     nib.save(nib.Nifti1Image(data, label.affine, label.header), ds.cases[2].label)
-    sections = json.loads(open(ds.datalist).read())
+    sections = json.loads(pathlib.Path(ds.datalist).read_text())
     sections["validation"].append(sections["training"][0])
-    open(ds.datalist, "w").write(json.dumps(sections))
+    pathlib.Path(ds.datalist).write_text(json.dumps(sections))
 
     assert main(["inspect", ds.datalist, "--json"]) == 1
     problems = json.loads(capsys.readouterr().out)["problems"]

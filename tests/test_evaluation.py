@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import pathlib
 
 import nibabel as nib
 import numpy as np
@@ -61,10 +62,10 @@ def test_scores_match_medpy_and_outputs_are_written(pairs):
             assert row[f"precision_{value}"] == pytest.approx(medpy.precision(p, t))
             assert row[f"recall_{value}"] == pytest.approx(medpy.recall(p, t))
             assert row[f"hd95_{value}"] == pytest.approx(medpy.hd95(p, t, voxelspacing=SPACING))
-    rows = list(csv.DictReader(open(result.csv_path)))
+    rows = list(csv.DictReader(pathlib.Path(result.csv_path).read_text().splitlines()))
     assert [r["case_id"] for r in rows] == ["case0", "case1", "case2"]
     assert float(rows[1]["dice_1"]) == pytest.approx(result.cases[1]["dice_1"])
-    summary = json.load(open(result.json_path))
+    summary = json.loads(pathlib.Path(result.json_path).read_text())
     dice = [row["dice_1"] for row in result.cases]
     assert summary["metrics"]["dice_1"]["mean"] == pytest.approx(np.mean(dice))
     assert summary["metrics"]["dice_1"]["median"] == pytest.approx(np.median(dice))

@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 SUFFIXES = ("seg", "pred", "prediction", "mask", "label", "labels", "gt", "truth")
 METRICS = ("dice", "iou", "precision", "recall", "hd95")
 LABEL_EXTENSIONS = (".nii.gz", ".nii", ".png", ".tif", ".tiff")
-_SUFFIX_RE = re.compile(r"^(?P<case>.+?)[_-](?:%s)$" % "|".join(SUFFIXES), re.IGNORECASE)
+_SUFFIX_RE = re.compile(rf"^(?P<case>.+?)[_-](?:{'|'.join(SUFFIXES)})$", re.IGNORECASE)
 _AFFINE_ATOL = 1e-3
 
 
@@ -274,7 +274,7 @@ def evaluate(pred, truth, output_dir=None, labels=None, regions=None, hd95_empty
                               f"(e.g. {next(iter(predictions))!r} vs {next(iter(truths))!r})")
     loaded = []
     for key in paired:
-        p, p_spacing, p_affine = read_labels(predictions[key])
+        p, _, p_affine = read_labels(predictions[key])
         t, t_spacing, t_affine = read_labels(truths[key])
         _check_grid(predictions[key], p, p_affine, truths[key], t, t_affine)
         loaded.append((key, p, t, t_spacing))

@@ -1,12 +1,16 @@
 """The dataset fingerprint: statistics against hand computation, problems on an MNI152-based BraTS set."""
 import json
-import os
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from tfseg.datasets.fingerprint import fingerprint, find_items, format_fingerprint, label_case_id
+from tfseg.datasets.fingerprint import (
+    find_items,
+    fingerprint,
+    format_fingerprint,
+    label_case_id,
+)
 from tfseg.datasets.synthetic_mni import write_mni_brats
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.nifti import write_nifti
@@ -38,7 +42,7 @@ def tiny_folder(tmp_path_factory):
 
 
 def test_tiny_statistics_match_hand_computation(tiny_folder):
-    root, values, (la, lb) = tiny_folder
+    root, values, (la, _) = tiny_folder
     fp = fingerprint(root, stride=1, intensity_cases=None)
     assert fp.kind == "nifti" and fp.num_items == 2 and fp.problems == []
     assert fp.shape == {"median": [4, 5, 6], "min": [4, 5, 6], "max": [4, 5, 6]}

@@ -2,8 +2,13 @@
 import numpy as np
 import pytest
 
-from tfseg.datasets.settings import (INFERENCE_BYTES_PER_VOXEL_FILTER, TRAIN_BYTES_PER_VOXEL_FILTER, inference_bytes,
-                                     suggest_settings, training_bytes)
+from tfseg.datasets.settings import (
+    INFERENCE_BYTES_PER_VOXEL_FILTER,
+    TRAIN_BYTES_PER_VOXEL_FILTER,
+    inference_bytes,
+    suggest_settings,
+    training_bytes,
+)
 from tfseg.errors import ConfigError
 
 GiB = 2**30

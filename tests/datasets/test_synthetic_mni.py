@@ -39,7 +39,7 @@ def test_geometry_follows_the_template(ds):
     assert np.allclose(np.array(label.shape) * zooms, extent, atol=np.array(zooms))
     assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
     # the field-of-view centre stays where the template's is
-    centre = lambda aff, shape: aff[:3, :3] @ ((np.array(shape) - 1) / 2) + aff[:3, 3]   # noqa: E731
+    centre = lambda aff, shape: aff[:3, :3] @ ((np.array(shape) - 1) / 2) + aff[:3, 3]
     assert np.allclose(centre(image.affine, label.shape), centre(template.affine, template.shape), atol=1e-6)
     for path in ds.cases[0].images:
         assert np.allclose(nib.load(path).affine, image.affine) and nib.load(path).shape == label.shape

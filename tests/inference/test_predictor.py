@@ -1,6 +1,7 @@
 """The predict core: inputs of every kind, predictions on the input's grid, conventions, the loop, the CLI."""
 import json
 import os
+import pathlib
 
 import nibabel as nib
 import numpy as np
@@ -9,7 +10,13 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from tfseg.errors import ConfigError, DataError
-from tfseg.inference.predictor import (discover_inputs, load_item, mask_to_contour, predict_all, write_prediction)
+from tfseg.inference.predictor import (
+    discover_inputs,
+    load_item,
+    mask_to_contour,
+    predict_all,
+    write_prediction,
+)
 from tfseg.io.contours import polygon_to_mask, read_contour
 from tfseg.io.dicom import read_series, write_image
 from tfseg.io.images import read_image, write_png
@@ -124,7 +131,7 @@ def test_brats_release_case_folder_and_datalist(tmp_path):
     assert all(len(i.paths) == 4 and i.paths[3].endswith("_flair.nii.gz") for i in items)
     [one] = discover_inputs(ds.case_dirs[1])
     assert one.case_id == "BraTS2021_00001" and load_item(one).shape == one.shape + (4,)
-    sections = json.load(open(ds.datalist))
+    sections = json.loads(pathlib.Path(ds.datalist).read_text())
     validation = discover_inputs(ds.datalist)
     assert len(validation) == len(sections["validation"]) == 1
     assert validation[0].paths[0].endswith(sections["validation"][0]["image"][0])
@@ -209,10 +216,10 @@ def test_bad_case_is_skipped_or_raised(tmp_path):
     assert (report["written"], report["failed"]) == (1, 1)
     failed = report["cases"][0]
     assert failed["status"] == "failed" and "a.nii.gz" in failed["error"]
-    assert json.load(open(tmp_path / "out" / "predict_report.json")) == json.loads(json.dumps(report))
+    assert json.loads(pathlib.Path(tmp_path / "out" / "predict_report.json").read_text()) == json.loads(json.dumps(report))
     with pytest.raises(DataError, match="a.nii.gz"):
         predict_all(items, _threshold, tmp_path / "out2", on_error="raise", progress=False)
-    assert json.load(open(tmp_path / "out2" / "predict_report.json"))["failed"] == 1
+    assert json.loads(pathlib.Path(tmp_path / "out2" / "predict_report.json").read_text())["failed"] == 1
     with pytest.raises(ConfigError, match="on_error"):
         predict_all(items, _threshold, tmp_path / "out3", on_error="ignore")
 
@@ -241,7 +248,7 @@ def test_sunnybrook_cine_folder_gives_one_item_per_image(tmp_path):
     from tfseg.datasets.synthetic import write_sunnybrook
 
     ds = write_sunnybrook(tmp_path / "sb", num_cases=1, images_per_case=3, contoured_per_case=2, image_size=32)
-    case_dir = os.path.join(ds.image_dir, sorted(os.listdir(ds.image_dir))[0])
+    case_dir = os.path.join(ds.image_dir, min(os.listdir(ds.image_dir)))
     items = discover_inputs(case_dir)
     names = sorted(f for f in os.listdir(case_dir) if f.endswith(".dcm"))
     if all(item.kind == "dicom_series" for item in items):

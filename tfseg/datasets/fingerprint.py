@@ -45,7 +45,6 @@ import os
 import re
 import zlib
 from collections import Counter
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -62,7 +61,7 @@ LABEL_SUFFIXES = ("_seg", "_label", "_labels", "_mask", "_gt", "_truth")
 
 _NIFTI = (".nii.gz", ".nii")
 _AFFINE_ATOL = 1e-3  # mm: affines closer than this describe the same grid
-_LABEL_RE = re.compile(r"^(?P<case>.+?)(?P<suffix>%s)$" % "|".join(LABEL_SUFFIXES), re.IGNORECASE)
+_LABEL_RE = re.compile(rf"^(?P<case>.+?)(?P<suffix>{'|'.join(LABEL_SUFFIXES)})$", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +69,12 @@ class Item:
     """One volume (or 2D slice) to fingerprint: its files, patient and datalist section."""
 
     case_id: str
-    images: Tuple[str, ...]
-    label: Optional[str] = None
-    patient: Optional[str] = None
-    split: Optional[str] = None
+    images: tuple[str, ...]
+    label: str | None = None
+    patient: str | None = None
+    split: str | None = None
     reader: str = "nifti"  # "nifti", "image" (PNG/TIFF) or "sunnybrook" (DICOM + contour)
-    contour: Optional[str] = None
+    contour: str | None = None
 
 
 @dataclasses.dataclass
@@ -266,8 +265,8 @@ def _scan_item(item, kind, read_images, stride, cap, seed, expected):
     if expected is not None and result.get("labels"):
         unknown = sorted(set(result["labels"]) - set(expected))
         if unknown:
-            result["problems"].append(("labels", item.label, f"label values {unknown} are not defined for this "
-                                                             f"dataset (expected {list(expected)})"))
+            message = f"label values {unknown} are not defined for this dataset (expected {list(expected)})"
+            result["problems"].append(("labels", item.label, message))
     return result
 
 
@@ -321,8 +320,8 @@ def _scan_2d(item, kind, result, read_images, stride, cap, rng):
     result.update(shape=tuple(image.shape[:2]), spacing=tuple(float(s) for s in spacing), orientation=None)
     if label is not None:
         if label.shape[:2] != image.shape[:2]:
-            result["problems"].append(("geometry", path, f"mask of shape {label.shape[:2]} but image "
-                                                         f"{item.images[0]} of shape {image.shape[:2]}"))
+            message = f"mask of shape {label.shape[:2]} but image {item.images[0]} of shape {image.shape[:2]}"
+            result["problems"].append(("geometry", path, message))
         _label_counts(result, label, path)
         result["label_bbox"] = _bbox_size(label != 0)
     if read_images:
@@ -332,10 +331,9 @@ def _scan_2d(item, kind, result, read_images, stride, cap, rng):
 
 
 def _label_counts(result, label, path):
-    if label.dtype.kind == "f":
-        if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
-            result["problems"].append(("labels", path, "label map holds non-integer values"))
-            label = np.round(np.nan_to_num(label))
+    if label.dtype.kind == "f" and (not np.all(np.isfinite(label)) or np.any(label != np.round(label))):
+        result["problems"].append(("labels", path, "label map holds non-integer values"))
+        label = np.round(np.nan_to_num(label))
     flat = label.ravel()
     if flat.dtype.kind in "iub" and flat.size and 0 <= flat.min() and flat.max() < 65536:
         counts = np.bincount(flat.astype(np.intp, copy=False))   # linear time, unlike np.unique's sort
@@ -362,13 +360,13 @@ def _intensity(result, channels, stride, rng, cap, nifti_order):
 
 def _compare_grids(result, reference_path, reference_shape, reference_affine, path, shape, affine):
     if shape != reference_shape:
-        result["problems"].append(("geometry", path, f"grid of shape {shape} (D, H, W) but {reference_path} "
-                                                     f"has {reference_shape}"))
+        message = f"grid of shape {shape} (D, H, W) but {reference_path} has {reference_shape}"
+        result["problems"].append(("geometry", path, message))
     elif not np.allclose(affine, reference_affine, atol=_AFFINE_ATOL):
-        result["problems"].append(("geometry", path, f"affine differs from {reference_path}'s "
-                                                     f"(orientation {_axcodes(affine)} vs "
-                                                     f"{_axcodes(reference_affine)}, max difference "
-                                                     f"{np.abs(affine - reference_affine).max():.4g} mm)"))
+        result["problems"].append(("geometry", path, (f"affine differs from {reference_path}'s "
+                                                      f"(orientation {_axcodes(affine)} vs "
+                                                      f"{_axcodes(reference_affine)}, max difference "
+                                                      f"{np.abs(affine - reference_affine).max():.4g} mm)")))
 
 
 def _spacing_of(affine):
@@ -509,7 +507,7 @@ def _split_problems(items):
 def _axis_summary(values, integer=True):
     array = np.asarray(values, np.float64)
     median = np.median(array, axis=0)
-    cast = (lambda v: [int(round(x)) for x in v]) if integer else (lambda v: [round(float(x), 4) for x in v])
+    cast = (lambda v: [round(x) for x in v]) if integer else (lambda v: [round(float(x), 4) for x in v])
     return {"median": cast(median), "min": cast(array.min(axis=0)), "max": cast(array.max(axis=0))}
 
 
@@ -572,10 +570,10 @@ def format_fingerprint(fp):
     lines = [f"dataset: {fp.source} ({fp.kind}, {fp.spatial_dims}D)",
              f"items: {fp.num_items}, patients: {fp.num_patients}"
              + (f", splits: {', '.join(f'{k} {v}' for k, v in fp.splits.items())}" if fp.splits else ""),
-             f"shape (D, H, W): median {axes(fp.shape['median'])}, min {axes(fp.shape['min'])}, "
-             f"max {axes(fp.shape['max'])}",
-             f"spacing mm: median {axes(fp.spacing['median'])}, min {axes(fp.spacing['min'])}, "
-             f"max {axes(fp.spacing['max'])}"]
+             (f"shape (D, H, W): median {axes(fp.shape['median'])}, min {axes(fp.shape['min'])}, "
+              f"max {axes(fp.shape['max'])}"),
+             (f"spacing mm: median {axes(fp.spacing['median'])}, min {axes(fp.spacing['min'])}, "
+              f"max {axes(fp.spacing['max'])}")]
     if fp.orientations:
         lines.append("orientations: " + ", ".join(f"{k} {v}" for k, v in fp.orientations.items()))
     for name, stats in fp.intensity.items():

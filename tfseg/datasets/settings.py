@@ -211,7 +211,7 @@ def suggest_settings(fingerprint, memory_budget_bytes, spatial_dims=None, channe
     why["batch_size"] = (f"{batch} crop(s) of {crop} need {_mb(training_bytes(crop, batch, init_filters, channels))} "
                          f"of {_mb(memory_budget_bytes)} ({TRAIN_BYTES_PER_VOXEL_FILTER} B per voxel per initial "
                          f"filter, {init_filters} filters)")
-    levels = max(1, min(max_levels, 1 + int(math.floor(math.log2(max(min(crop) / min_bottom, 1))))))
+    levels = max(1, min(max_levels, 1 + math.floor(math.log2(max(min(crop) / min_bottom, 1)))))
     why["levels"] = (f"the smallest crop axis {min(crop)} halved {levels - 1} time(s) keeps >= {min_bottom} voxels"
                      + ("" if levels == max_levels else f" (fewer than the {max_levels} wanted)"))
     splits = _get(fingerprint, "splits") or {}
@@ -222,7 +222,7 @@ def suggest_settings(fingerprint, memory_budget_bytes, spatial_dims=None, channe
     why["steps_per_epoch"] = (f"{items} training item(s) x {per_item:.1f} crop(s) to cover the {source} / batch "
                               f"{batch}, within [{min_steps}, {max_steps}]")
     whole = _round_up(max_shape, stride)
-    infer_fits = lambda size: inference_bytes(size, init_filters, channels) <= memory_budget_bytes  # noqa: E731
+    infer_fits = lambda size: inference_bytes(size, init_filters, channels) <= memory_budget_bytes
     window, whole_volume = whole, infer_fits(whole)
     if whole_volume:
         why["inference_window"] = (f"the whole largest volume {tuple(max_shape)} (padded to {whole}) needs "

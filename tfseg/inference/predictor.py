@@ -44,7 +44,6 @@ import os
 import sys
 import time
 import traceback
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -83,13 +82,13 @@ class InputItem:
 
     case_id: str
     kind: str
-    paths: Tuple[str, ...]
+    paths: tuple[str, ...]
     output_name: str
     shape: tuple
-    affine: Optional[np.ndarray] = None
+    affine: np.ndarray | None = None
     header: object = None
-    series_instance_uid: Optional[str] = None
-    suffix: Optional[str] = None
+    series_instance_uid: str | None = None
+    suffix: str | None = None
 
     @property
     def spatial_dims(self):
@@ -170,9 +169,7 @@ def _dicom_file_item(path):
 
 
 def _datalist_items(path):
-    from tfseg.datasets.datalist import read_datalist
-
-    from tfseg.datasets.datalist import _load_json
+    from tfseg.datasets.datalist import _load_json, read_datalist
 
     content = _load_json(path)
     present = [s for s in DATALIST_SECTIONS if isinstance(content, dict) and s in content]
@@ -405,11 +402,10 @@ def _write_hdf5(path, array, item):
 
     from tfseg.utils.atomic import atomic_path
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("probabilities", data=np.asarray(array, np.float32), compression="gzip")
-            handle.attrs["case_id"] = item.case_id
-            handle.attrs["source"] = item.paths[0]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.create_dataset("probabilities", data=np.asarray(array, np.float32), compression="gzip")
+        handle.attrs["case_id"] = item.case_id
+        handle.attrs["source"] = item.paths[0]
     return path
 
 
@@ -571,7 +567,7 @@ def _predict_one(item, predict_fn, output_dir, convention, tta, contour_kind, on
         labels, probabilities = result if isinstance(result, tuple) else (result, None)
         entry["outputs"] = write_prediction(item, labels, output_dir, convention, probabilities, contour_kind)
         report["written"] += 1
-    except Exception as error:  # noqa: BLE001 - any failure of one case is that case's problem
+    except Exception as error:
         entry["status"] = "failed"
         entry["error"] = str(error) if isinstance(error, TfsegError) else f"{type(error).__name__}: {error}"
         report["failed"] += 1
