@@ -88,3 +88,23 @@ def test_evaluate_scores_what_predict_wrote(run_dir, tmp_path, capsys):
         truth = brats_regions(read_nifti(case.label).array, dtype=bool)[..., 0]
         dice.append(2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
     assert summary["metrics"]["dice_WT"]["mean"] == pytest.approx(np.mean(dice))
+
+
+def test_predict_lgg_png_folder_through_a_resizing_2d_export(tmp_path, capsys):
+    from tfseg.io.images import read_image, write_png
+
+    inputs = keras.Input((None, None, 3))
+    layer = keras.layers.Conv2D(1, 1, activation="sigmoid")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.full((1, 1, 3, 1), 3.0, np.float32), np.array([-1.0], np.float32)])
+    spec = ServingSpec(image_size=(32, 32), stride=16, in_channels=3, normalization="zscore",
+                       activation="sigmoid", class_names=("tumour",), extra={"workflow": "lgg"})
+    export_savedmodel(model, str(tmp_path / "run" / "saved_model"), spec)
+    image = np.zeros((40, 48, 3), np.uint8)
+    image[10:25, 12:30] = 220                             # a bright square on black
+    write_png(str(tmp_path / "in" / "TCGA_CS_4941_19960909_5.png"), image)
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress"]) == 0
+    mask = read_image(str(tmp_path / "out" / "TCGA_CS_4941_19960909_5_mask.png"))
+    assert mask.shape == (40, 48) and set(np.unique(mask).tolist()) == {0, 255}
+    bright = image[..., 0] > 0
+    assert (mask[bright] == 255).mean() > 0.9 and (mask[~bright] == 0).mean() > 0.9
