@@ -79,3 +79,25 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="empty folder"):
         write_mni_brats(tmp_path, num_cases=1, spacing=8.0)
+
+
+def test_harder_variant_several_lesions_and_soft_borders(tmp_path):
+    from scipy import ndimage
+
+    hard = write_mni_brats(tmp_path / "hard", num_cases=3, seed=2, spacing=SPACING, radius_mm=(10, 16),
+                           max_lesions=3, soft_border=1.0, intensity_jitter=0.25)
+    sharp = write_mni_brats(tmp_path / "sharp", num_cases=3, seed=2, spacing=SPACING, radius_mm=(10, 16),
+                            max_lesions=3)
+    components = []
+    for soft_case, sharp_case in zip(hard.cases, sharp.cases):
+        label, _ = _load(soft_case.label)
+        assert set(np.unique(label).tolist()) <= {0, 1, 2, 4}
+        assert np.array_equal(label, _load(sharp_case.label)[0])        # the same tumours, only the images differ
+        components.append(ndimage.label(label > 0)[1])
+        # soft borders: FLAIR just outside the tumour is pulled towards the oedema's brightness
+        flair_soft, flair_sharp = _load(soft_case.images[3])[0], _load(sharp_case.images[3])[0]
+        ring = ndimage.binary_dilation(label > 0) & ~(label > 0) & (flair_sharp > 0)
+        assert ring.any() and not np.array_equal(flair_soft[ring], flair_sharp[ring])
+    assert max(components) >= 2
+    with pytest.raises(ConfigError, match="max_lesions"):
+        write_mni_brats(tmp_path / "bad", max_lesions=0)

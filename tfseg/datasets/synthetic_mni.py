@@ -7,7 +7,8 @@ download), resampled to a spacing other than BraTS' 1 mm (so volumes have anothe
 shape than the synthetic default), in RAS orientation (the BraTS releases are LPS-like), with one
 tumour per case of varied size and position:
 
-- whole tumour (WT): a deformed ellipsoid of random radii inside the brain; oedema, label 2;
+- whole tumour (WT): a deformed ellipsoid of random radii inside the brain (one, or up to
+  `max_lesions`); oedema, label 2;
 - tumour core (TC): the inner 55-65 % of it; an enhancing rim, label 4, around necrosis, label 1,
   so the labels nest (ET ⊂ TC ⊂ WT) as in BraTS;
 - the four modalities derive from the template's contrast (T1 as is, T2/FLAIR inverted with CSF
@@ -90,16 +91,29 @@ def _bias_field(rng, shape, strength):
     return 1.0 + strength * field / 3.0
 
 
-def _case(rng, values, mask, spacing, radius_mm, noise, bias):
-    """One case: ({modality: int16 array}, uint8 label map)."""
-    distance = _lesion(rng, mask, spacing, radius_mm)
-    core = rng.uniform(0.55, 0.65)
-    necrosis = core * rng.uniform(0.4, 0.6)
+_RANK = {0: 0, 2: 1, 4: 2, 1: 3}  # where lesions overlap, the inner label wins: necrosis > rim > oedema
+
+
+def _labels(rng, mask, spacing, radius_mm, max_lesions):
+    """The label map of 1 to `max_lesions` nested tumours (oedema 2, enhancing rim 4, necrosis 1)."""
     label = np.zeros(mask.shape, np.uint8)
-    label[distance < 1.0] = 2
-    label[distance < core] = 4
-    label[distance < necrosis] = 1
+    for _ in range(int(rng.integers(1, max_lesions + 1))):
+        distance = _lesion(rng, mask, spacing, radius_mm)
+        core = rng.uniform(0.55, 0.65)
+        necrosis = core * rng.uniform(0.4, 0.6)
+        lesion = np.zeros(mask.shape, np.uint8)
+        lesion[distance < 1.0] = 2
+        lesion[distance < core] = 4
+        lesion[distance < necrosis] = 1
+        ranks = np.vectorize(_RANK.get, otypes=[np.uint8])
+        label = np.where(ranks(lesion) > ranks(label), lesion, label).astype(np.uint8)
     label[~mask] = 0
+    return label
+
+
+def _case(rng, values, mask, spacing, radius_mm, noise, bias, max_lesions=1, soft_border=0.0, jitter=0.0):
+    """One case: ({modality: int16 array}, uint8 label map)."""
+    label = _labels(rng, mask, spacing, radius_mm, max_lesions)
     csf = mask & (values < 0.35)
     inverted = np.where(mask, 1.15 - values, 0.0)
     tissue = {
@@ -110,11 +124,15 @@ def _case(rng, values, mask, spacing, radius_mm, noise, bias):
     }
     signal = {  # (oedema, enhancing rim, necrosis) intensities per sequence
         "t1": (0.55, 0.6, 0.3), "t1ce": (0.6, 1.3, 0.3), "t2": (1.25, 0.9, 1.4), "flair": (1.3, 1.0, 0.7)}
+    # each class's share of a voxel's signal: hard edges, or blurred into the neighbours (soft borders)
+    weights = [(label == value).astype(np.float32) for value in (2, 4, 1)]
+    if soft_border > 0:
+        weights = [ndimage.gaussian_filter(w, soft_border) * mask for w in weights]
+    tumour = np.clip(sum(weights), 0.0, 1.0)
     images = {}
     for name in _MODALITIES:
-        image = tissue[name]
-        for value, level in zip((2, 4, 1), signal[name]):
-            image = np.where(label == value, level, image)
+        levels = [level * (1.0 + rng.uniform(-jitter, jitter)) if jitter else level for level in signal[name]]
+        image = tissue[name] * (1.0 - tumour) + sum(w * level for w, level in zip(weights, levels))
         image = image * _bias_field(rng, mask.shape, bias)
         image = image + rng.normal(0.0, noise, size=mask.shape)
         image = np.clip(image, 0.0, None) * rng.uniform(600.0, 1400.0)
@@ -124,7 +142,7 @@ def _case(rng, values, mask, spacing, radius_mm, noise, bias):
 
 
 def write_mni_brats(root, num_cases=6, seed=0, spacing=DEFAULT_SPACING, radius_mm=(12.0, 30.0), noise=0.04,
-                    bias=0.25, val_fraction=0.2):
+                    bias=0.25, val_fraction=0.2, max_lesions=1, soft_border=0.0, intensity_jitter=0.0):
     """Write a BraTS-2021-layout dataset from the MNI152 template: four modalities and labels per case.
 
     Args:
@@ -140,6 +158,14 @@ def write_mni_brats(root, num_cases=6, seed=0, spacing=DEFAULT_SPACING, radius_m
         noise: Gaussian noise, as a fraction of the white-matter intensity.
         bias: strength of the multiplicative bias field (0: none).
         val_fraction: share of the cases in the datalist's ``"validation"`` section.
+        max_lesions: each case gets 1 to this many tumours (overlaps keep the inner label).
+        soft_border: Gaussian sigma in voxels blurring the tumour's signal into its surroundings
+            (0: sharp edges); the labels stay sharp, so the image no longer shows them exactly.
+        intensity_jitter: each case's tumour intensities vary by up to this fraction.
+
+    For a harder set (small lesions, about a hundred to a few hundred voxels of TC/ET at the default
+    spacing; soft borders; varied intensities; strong bias and noise) pass e.g.
+    ``radius_mm=(10, 20), max_lesions=2, soft_border=1.0, intensity_jitter=0.25, bias=0.4, noise=0.08``.
 
     Returns:
         A `tfseg.datasets.synthetic.SyntheticBrats` (root, layout "2021", case folders, `BratsCase`
@@ -162,6 +188,10 @@ def write_mni_brats(root, num_cases=6, seed=0, spacing=DEFAULT_SPACING, radius_m
         raise ConfigError(f"spacing must be one or three sizes from 0.5 to 16 mm, got {spacing!r}")
     if not (len(radius_mm) == 2 and 0 < radius_mm[0] <= radius_mm[1]):
         raise ConfigError(f"radius_mm must be (low, high) with 0 < low <= high, got {radius_mm!r}")
+    if isinstance(max_lesions, bool) or not isinstance(max_lesions, (int, np.integer)) or not 1 <= max_lesions <= 8:
+        raise ConfigError(f"max_lesions must be an integer from 1 to 8, got {max_lesions!r}")
+    if not (soft_border >= 0 and 0 <= intensity_jitter < 1 and noise >= 0 and bias >= 0):
+        raise ConfigError("soft_border, noise and bias must be >= 0 and intensity_jitter in [0, 1)")
     root = os.path.abspath(os.fspath(root))
     os.makedirs(root, exist_ok=True)
     stray = [n for n in os.listdir(root) if not n.startswith(".") and n != "datalist.json"
@@ -173,7 +203,8 @@ def write_mni_brats(root, num_cases=6, seed=0, spacing=DEFAULT_SPACING, radius_m
     for index in range(num_cases):
         case_id = f"BraTS2021_{index:05d}"
         rng = np.random.default_rng([int(seed), index])
-        images, label = _case(rng, values, mask, spacing_values, radius_mm, noise, bias)
+        images, label = _case(rng, values, mask, spacing_values, radius_mm, noise, bias, max_lesions, soft_border,
+                              intensity_jitter)
         folder = os.path.join(root, case_id)
         os.makedirs(folder, exist_ok=True)
         paths = tuple(write_nifti(os.path.join(folder, f"{case_id}_{name}.nii.gz"), images[name], affine)
