@@ -224,9 +224,9 @@ def _nifti_folder_items(folder, problems):
 # ----------------------------------------------------------------------------------------------
 
 def _nifti_header(path):
-    from tfseg.io.nifti import _load
+    from tfseg.io.nifti import open_nifti
 
-    image = _load(path)
+    image = open_nifti(path)
     return image, tuple(int(s) for s in image.shape), np.asarray(image.affine, np.float64)
 
 

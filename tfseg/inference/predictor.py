@@ -57,6 +57,9 @@ CONVENTIONS = ("nifti", "brats", "lgg", "sunnybrook")
 #: Datalist sections predicted, where present.
 DATALIST_SECTIONS = ("validation", "testing", "test")
 REPORT_FILE = "predict_report.json"
+#: Where `tfseg.export.savedmodel` stores its ServingSpec JSON inside a SavedModel (read here as a plain
+#: file: inference does not import the export stage).
+METADATA_FILE = os.path.join("assets.extra", "tfseg.json")
 
 _NIFTI = (".nii.gz", ".nii")
 _IMAGES = (".png", ".tif", ".tiff")
@@ -112,13 +115,13 @@ def _is_label_name(name):
 
 
 def _nifti_item(case_id, paths):
-    from tfseg.io.nifti import _load
+    from tfseg.io.nifti import open_nifti
 
-    first = _load(paths[0])
+    first = open_nifti(paths[0])
     shape = tuple(int(s) for s in first.shape[:3][::-1])
     affine = np.asarray(first.affine, np.float64)
     for path in paths[1:]:  # headers only
-        other = _load(path)
+        other = open_nifti(path)
         other_shape = tuple(int(s) for s in other.shape[:3][::-1])
         if other_shape != shape or not np.allclose(other.affine, affine, atol=1e-3):
             raise DataError(path, f"grid {other_shape} differs from {paths[0]}'s {shape} (shape or affine): the "
@@ -169,14 +172,15 @@ def _dicom_file_item(path):
 
 
 def _datalist_items(path):
-    from tfseg.datasets.datalist import _load_json, read_datalist
+    from tfseg.datasets.datalist import read_datalist
 
-    content = _load_json(path)
-    present = [s for s in DATALIST_SECTIONS if isinstance(content, dict) and s in content]
+    sections = read_datalist(path, check_files=False)
+    present = [name for name in DATALIST_SECTIONS if name in sections]
     if not present:
-        raise DataError(path, f"no {'/'.join(DATALIST_SECTIONS)} section to predict")
+        raise DataError(path, f"no {'/'.join(DATALIST_SECTIONS)} section to predict (found "
+                              f"{', '.join(sections)})")
     items = []
-    for records in read_datalist(path, sections=present, check_files=False).values():
+    for records in (sections[name] for name in present):
         for record in records:
             for image in record.images:
                 if not os.path.isfile(image):
@@ -602,8 +606,6 @@ def load_run(run_dir):
     """
     import tensorflow as tf
 
-    from tfseg.export.savedmodel import read_metadata
-
     path = os.path.join(run_dir, "saved_model")
     if not os.path.isdir(path):
         raise DataError(run_dir, "no saved_model/ folder: pass the output folder of a training run")
@@ -615,10 +617,11 @@ def load_run(run_dir):
     saved = tf.saved_model.load(path)
     signature = saved.signatures["serving_default"]
     signature._tfseg_keep = saved  # the signature needs its SavedModel object alive
-    try:
-        metadata = read_metadata(path)
-    except OSError:
-        metadata = {}
+    metadata = {}
+    metadata_path = os.path.join(path, METADATA_FILE)
+    if os.path.isfile(metadata_path):
+        with open(metadata_path) as stream:
+            metadata = json.load(stream)
     return config, signature, metadata
 
 
