@@ -726,18 +726,8 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
     if not (isinstance(slice_tolerance, (int, float)) and 0 < slice_tolerance < 1):
         raise ConfigError(f"slice_tolerance must be a fraction between 0 and 1, "
                           f"got {slice_tolerance!r}")
-    series = _scan(source, problems)
+    chosen = _choose_series(source, series_instance_uid, problems)
     where = source if isinstance(source, (str, Path)) else "DICOM files"
-    if series_instance_uid is not None:
-        chosen = series.get(str(series_instance_uid).strip())
-        if chosen is None:
-            raise DataError(where, f"no series with SeriesInstanceUID {series_instance_uid}; "
-                                   f"found: {_series_list(series)}")
-    elif len(series) > 1:
-        raise DataError(where, f"holds {len(series)} series; pass the SeriesInstanceUID of the "
-                               f"one to read: {_series_list(series)}")
-    else:
-        chosen = next(iter(series.values()))
     slices = [chosen.slices[path] for path in chosen.files]
     slices, affine = _arrange(slices, slice_tolerance)
     arrays, kept = [], []
@@ -797,21 +787,26 @@ def series_geometry(source, series_instance_uid=None, slice_tolerance=0.05):
         >>> shape, bool(np.allclose(affine, read_series(folder).affine))
         ((3, 2, 3), True)
     """
-    series = _scan(source, ProblemLog("raise"))
+    chosen = _choose_series(source, series_instance_uid, ProblemLog("raise"))
+    slices, affine = _arrange([chosen.slices[path] for path in chosen.files], slice_tolerance)
+    shape = (len(slices), slices[0].rows, slices[0].cols)
+    return affine, shape, [item.header.path for item in slices]
+
+
+def _choose_series(source, series_instance_uid, problems):
+    """The `_Series` of `source` to read: the one with `series_instance_uid`, else the only one."""
+    series = _scan(source, problems)
     where = source if isinstance(source, (str, Path)) else "DICOM files"
     if series_instance_uid is not None:
         chosen = series.get(str(series_instance_uid).strip())
         if chosen is None:
             raise DataError(where, f"no series with SeriesInstanceUID {series_instance_uid}; "
                                    f"found: {_series_list(series)}")
-    elif len(series) > 1:
+        return chosen
+    if len(series) > 1:
         raise DataError(where, f"holds {len(series)} series; pass the SeriesInstanceUID of the "
                                f"one to read: {_series_list(series)}")
-    else:
-        chosen = next(iter(series.values()))
-    slices, affine = _arrange([chosen.slices[path] for path in chosen.files], slice_tolerance)
-    shape = (len(slices), slices[0].rows, slices[0].cols)
-    return affine, shape, [item.header.path for item in slices]
+    return next(iter(series.values()))
 
 
 @dataclasses.dataclass
