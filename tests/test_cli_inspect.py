@@ -47,3 +47,12 @@ def test_inspect_reports_flip_unknown_label_and_split_leak(tmp_path, capsys):
 def test_inspect_missing_folder_is_an_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nothing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_inspect_sunnybrook_pair_of_folders(tmp_path, capsys):
+    from tfseg.datasets.synthetic import write_sunnybrook
+
+    ds = write_sunnybrook(tmp_path / "sb", num_cases=1, images_per_case=2, contoured_per_case=2, image_size=32)
+    assert main(["inspect", ds.image_dir, ds.contour_dir, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["kind"], printed["spatial_dims"], printed["num_items"]) == ("sunnybrook", 2, 2)

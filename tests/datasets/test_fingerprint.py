@@ -166,3 +166,18 @@ def test_bad_arguments(tmp_path):
         find_items(tmp_path)
     with pytest.raises(ConfigError, match="stride"):
         fingerprint(tmp_path, stride=0)
+
+
+def test_decathlon_folders_with_4d_images(tmp_path):
+    image = np.zeros((5, 6, 4, 2), np.float32)          # NIfTI (x, y, z, channels)
+    image[1:3, 1:4, 1, 0] = 7.0
+    image[2, 2, 2, 1] = 3.0
+    label = np.zeros((5, 6, 4), np.uint8)
+    label[1:3, 1:3, 1] = 1
+    for folder, data in (("imagesTr", image), ("labelsTr", label)):
+        (tmp_path / folder).mkdir()
+        nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / folder / "BRATS_001.nii.gz"))
+    fp = fingerprint(tmp_path, stride=1)
+    assert (fp.kind, fp.num_items, fp.modalities, fp.problems) == ("nifti", 1, ("channel0", "channel1"), [])
+    assert fp.intensity["channel0"]["mean"] == 7.0 and fp.intensity["channel1"]["voxels"] == 1
+    assert fp.labels[1]["voxels"] == 4 and fp.label_bbox["max"] == [1, 2, 2]

@@ -7,7 +7,8 @@ summarizes them, as nnU-Net's dataset fingerprint does:
   (`tfseg.datasets.datalist.read_datalist`, all sections), the Kaggle LGG folder
   (`tfseg.datasets.lgg.find_lgg`), a Sunnybrook image folder with its contour folder
   (`tfseg.datasets.sunnybrook.find_sunnybrook`), or a folder of NIfTI files (images paired with
-  the labels named ``<case>_seg``/``_label``/``_mask``, `label_case_id`);
+  the labels named ``<case>_seg``/``_label``/``_mask``, `label_case_id`, or of the same name in a
+  ``labels*`` folder, as the Decathlon's ``imagesTr``/``labelsTr``);
 - cases (items: volumes, or slices for the 2D sets; and patients), shapes, spacings and
   orientations (nibabel axis codes, e.g. "RAS"), in tfseg's memory order `(D, H, W)`;
 - per modality, intensity statistics inside the foreground (the non-zero voxels, as in the
@@ -208,6 +209,7 @@ def _nifti_folder_items(folder, problems):
             if not name.lower().endswith(_NIFTI) or name.startswith("."):
                 continue
             case_id, is_label = label_case_id(name)
+            is_label = is_label or os.path.basename(parent).lower().startswith("labels")  # Decathlon labelsTr/
             target = labels if is_label else images
             if case_id in target:
                 problems.report(os.path.join(parent, name), f"a second file for case {case_id!r} "
