@@ -263,3 +263,13 @@ def test_sunnybrook_cine_folder_gives_one_item_per_image(tmp_path):
         assert np.allclose(read_contour(case["outputs"][1]), mask_to_contour(mask), atol=0.005)
         inside = polygon_to_mask(read_contour(case["outputs"][1]), mask.shape)
         assert (inside & mask).sum() > 0.9 * inside.sum()          # the outline of one of the mask's blobs
+
+
+def test_folder_of_nifti_passes_over_labels(tmp_path):
+    for folder, name in (("imagesTs", "BRATS_500.nii.gz"), ("labelsTr", "BRATS_001.nii.gz"), ("imagesTr", "BRATS_001.nii.gz"),
+                         ("imagesTr", "BRATS_002_seg.nii.gz")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        nib.save(nib.Nifti1Image(np.zeros((3, 4, 5, 2), np.float32), np.eye(4)), str(tmp_path / folder / name))
+    items = discover_inputs(str(tmp_path))
+    assert sorted(i.case_id for i in items) == ["BRATS_001", "BRATS_500"]
+    assert load_item(items[0]).shape == (5, 4, 3, 2)

@@ -198,7 +198,8 @@ def _folder_items(folder):
 
         return [_nifti_item(case.case_id, case.images) for case in find_brats(folder, require_label=False,
                                                                               on_error="raise")]
-    nifti = [n for n, low in zip(names, lower) if low.endswith(_NIFTI) and not _is_label_name(low)]
+    nifti = [n for n, low in zip(names, lower) if low.endswith(_NIFTI) and not _is_label_name(low)
+             and not os.path.basename(os.path.dirname(n)).lower().startswith("labels")]  # Decathlon labelsTr/
     if nifti:
         return [_nifti_item(_strip(os.path.basename(p), _NIFTI), (p,)) for p in nifti]
     images = [n for n, low in zip(names, lower) if low.endswith(_IMAGES) and not _is_label_name(low)]
@@ -222,7 +223,8 @@ def discover_inputs(source, series_instance_uid=None):
     Args:
         source: a NIfTI file, a BraTS case or release folder, a datalist JSON, a DICOM series
             folder (one item per series, or per image for a series that is not one volume), a DICOM file, a list of DICOM files (one series), a
-            folder of NIfTI files (files named like labels, `_seg`/`_mask`..., are passed over) or
+            folder of NIfTI files (files named like labels, `_seg`/`_mask`..., or in a ``labels*``
+            folder are passed over) or
             a folder of PNG/TIFF images (likewise).
         series_instance_uid: in a DICOM folder, only this series.
 
