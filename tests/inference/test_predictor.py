@@ -83,7 +83,8 @@ def _write_series(folder, blob_slice=3):
         if k == blob_slice:
             pixels[4:6, 2:5] = 900
         write_image(folder / f"IM{k:02d}.dcm", pixels, pixel_spacing=spacing, series_instance_uid="1.2.826.0.1.99",
-                    image_position=tuple(np.round(origin + k * gap * normal, 6)), image_orientation=tuple(row_cos) + tuple(col_cos),
+                    image_position=tuple(np.round(origin + k * gap * normal, 6)),
+                    image_orientation=tuple(row_cos) + tuple(col_cos),
                     instance_number=k + 1)
     # the blob's centre in DICOM LPS: row 4.5, column 3, slice 3
     lps = origin + blob_slice * gap * normal + 4.5 * spacing[0] * col_cos + 3.0 * spacing[1] * row_cos
@@ -216,7 +217,8 @@ def test_bad_case_is_skipped_or_raised(tmp_path):
     assert (report["written"], report["failed"]) == (1, 1)
     failed = report["cases"][0]
     assert failed["status"] == "failed" and "a.nii.gz" in failed["error"]
-    assert json.loads(pathlib.Path(tmp_path / "out" / "predict_report.json").read_text()) == json.loads(json.dumps(report))
+    stored = json.loads(pathlib.Path(tmp_path / "out" / "predict_report.json").read_text())
+    assert stored == json.loads(json.dumps(report))
     with pytest.raises(DataError, match="a.nii.gz"):
         predict_all(items, _threshold, tmp_path / "out2", on_error="raise", progress=False)
     assert json.loads(pathlib.Path(tmp_path / "out2" / "predict_report.json").read_text())["failed"] == 1
@@ -266,8 +268,8 @@ def test_sunnybrook_cine_folder_gives_one_item_per_image(tmp_path):
 
 
 def test_folder_of_nifti_passes_over_labels(tmp_path):
-    for folder, name in (("imagesTs", "BRATS_500.nii.gz"), ("labelsTr", "BRATS_001.nii.gz"), ("imagesTr", "BRATS_001.nii.gz"),
-                         ("imagesTr", "BRATS_002_seg.nii.gz")):
+    for folder, name in (("imagesTs", "BRATS_500.nii.gz"), ("labelsTr", "BRATS_001.nii.gz"),
+                         ("imagesTr", "BRATS_001.nii.gz"), ("imagesTr", "BRATS_002_seg.nii.gz")):
         (tmp_path / folder).mkdir(exist_ok=True)
         nib.save(nib.Nifti1Image(np.zeros((3, 4, 5, 2), np.float32), np.eye(4)), str(tmp_path / folder / name))
     items = discover_inputs(str(tmp_path))

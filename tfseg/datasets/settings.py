@@ -175,7 +175,8 @@ def suggest_settings(fingerprint, memory_budget_bytes, spatial_dims=None, channe
     nonzero_box = (_get(fingerprint, "nonzero_bbox") or {}).get("median")
     ceiling = _round_up(median_shape, stride)
     target = tuple(min(c, t) for c, t in zip(ceiling, _round_up(nonzero_box or median_shape, stride)))
-    need = tuple(min(c, n) for c, n in zip(target, _round_up(label_box, stride))) if label_box else (stride,) * spatial_dims
+    need = (tuple(min(c, n) for c, n in zip(target, _round_up(label_box, stride))) if label_box
+            else (stride,) * spatial_dims)
     if max_batch is None:
         max_batch = 2 if spatial_dims == 3 else 16
     why = {}
@@ -202,7 +203,8 @@ def suggest_settings(fingerprint, memory_budget_bytes, spatial_dims=None, channe
         why["crop"] = f"the {source} {tuple(nonzero_box or median_shape)} rounded up to the stride {stride} fits"
     else:
         why["crop"] = (f"the {source} rounded to {target} needs "
-                       f"{_mb(training_bytes(target, batch, init_filters, channels))} at batch {batch}, over the budget "
+                       f"{_mb(training_bytes(target, batch, init_filters, channels))} at batch {batch}, "
+                       f"over the budget "
                        f"{_mb(memory_budget_bytes)}; shrunk to fit")
     if label_box:
         covers = all(c >= b for c, b in zip(crop, label_box))

@@ -222,10 +222,10 @@ def discover_inputs(source, series_instance_uid=None):
 
     Args:
         source: a NIfTI file, a BraTS case or release folder, a datalist JSON, a DICOM series
-            folder (one item per series, or per image for a series that is not one volume), a DICOM file, a list of DICOM files (one series), a
-            folder of NIfTI files (files named like labels, `_seg`/`_mask`..., or in a ``labels*``
-            folder are passed over) or
-            a folder of PNG/TIFF images (likewise).
+            folder (one item per series, or per image for a series that is not one volume), a
+            DICOM file, a list of DICOM files (one series), a folder of NIfTI files (files named
+            like labels, `_seg`/`_mask`..., or in a ``labels*`` folder are passed over) or a
+            folder of PNG/TIFF images (likewise).
         series_instance_uid: in a DICOM folder, only this series.
 
     Returns:
