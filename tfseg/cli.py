@@ -175,6 +175,13 @@ def build_parser():
     export.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="tensorrt precision")
     export.add_argument("--quantize", choices=("float16", "dynamic"), help="tflite post-training quantization")
     export.add_argument("--opset", type=int, default=17, help="onnx opset")
+
+    from tfseg import evaluation
+    from tfseg.datasets import fingerprint
+    from tfseg.inference import predictor
+
+    for module in (fingerprint, evaluation, predictor):  # each registers its command and handler
+        module.add_parser(commands)
     return parser
 
 
@@ -192,6 +199,8 @@ def main(argv=None):
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "synth":
             return _synth(args)
         if args.command == "train":

@@ -13,6 +13,9 @@ from their modules on first use:
 - `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
 - `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook`, `write_brats`, `ensure_brats`
   and `tfseg.datasets.synthetic_lgg`: `write_lgg`, `ensure_lgg` (the embedded default data).
+- `tfseg.datasets.synthetic_mni`: `write_mni_brats` (BraTS layout from nilearn's MNI152 template);
+- `tfseg.datasets.fingerprint`: `Fingerprint` (the function `fingerprint` is in the module, `tfseg inspect`);
+  `tfseg.datasets.settings`: `suggest_settings`, `Settings` (sizes from a fingerprint and a memory budget).
 
 Example:
     >>> from tfseg.datasets import split_by_group
@@ -53,6 +56,10 @@ _LAZY = {
     "SyntheticSunnybrook": "tfseg.datasets.synthetic",
     "write_sunnybrook": "tfseg.datasets.synthetic",
     "ensure_sunnybrook": "tfseg.datasets.synthetic",
+    "write_mni_brats": "tfseg.datasets.synthetic_mni",
+    "Fingerprint": "tfseg.datasets.fingerprint",
+    "Settings": "tfseg.datasets.settings",
+    "suggest_settings": "tfseg.datasets.settings",
 }
 
 __all__ = sorted(_LAZY)

@@ -759,6 +759,40 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
     return Volume(volume, affine, header=None, path=path, meta=meta)
 
 
+def series_geometry(source, series_instance_uid=None, slice_tolerance=0.05):
+    """The grid of a DICOM series from its headers alone: what `read_series` would place, unread.
+
+    Same selection, sorting and checks as `read_series` (which see), without decoding pixels.
+
+    Args:
+        source: a folder (recursive) or a list of files.
+        series_instance_uid: the series when `source` holds several.
+        slice_tolerance: as in `read_series`.
+
+    Returns:
+        `(affine, shape, files)`: the NIfTI RAS+ affine `read_series` gives the volume, its memory
+        shape `(D, H, W)`, and the files in slice order.
+
+    Raises:
+        DataError: as `read_series` for the headers (no series, several series and no UID,
+            inconsistent slices).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for k in range(3):
+        ...     _ = write_image(folder / f"IM{k}.dcm", np.zeros((2, 3), np.int16),
+        ...                     series_instance_uid="1.2.3", image_position=(0, 0, 2.0 * k))
+        >>> affine, shape, files = series_geometry(folder)
+        >>> shape, bool(np.allclose(affine, read_series(folder).affine))
+        ((3, 2, 3), True)
+    """
+    chosen = _choose_series(source, series_instance_uid, ProblemLog("raise"))
+    slices, affine = _arrange([chosen.slices[path] for path in chosen.files], slice_tolerance)
+    shape = (len(slices), slices[0].rows, slices[0].cols)
+    return affine, shape, [item.header.path for item in slices]
+
+
 def _choose_series(source, series_instance_uid, problems):
     """The `_Series` of `source` to read: the one with `series_instance_uid`, else the only one."""
     series = _scan(source, problems)

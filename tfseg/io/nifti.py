@@ -55,7 +55,7 @@ SUFFIXES = (".nii", ".nii.gz")
 _SUPPORTED = "supported: single-file NIfTI-1/NIfTI-2 (.nii, .nii.gz) with 3 or 4 dimensions"
 _NIFTI_MAX_DIM = 32767  # NIfTI-1 stores dimensions as int16
 
-__all__ = ["Volume", "read_nifti", "write_nifti", "to_memory", "to_nifti", "orientation",
+__all__ = ["Volume", "read_nifti", "open_nifti", "write_nifti", "to_memory", "to_nifti", "orientation",
            "reorient", "restore_orientation", "Reorientation", "resample"]
 
 
@@ -114,6 +114,24 @@ def read_nifti(path, dtype=None):
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError(path, f"the affine is not a valid voxel-to-world transform:\n{affine}")
     return Volume(to_memory(data), affine, header=img.header, path=str(path))
+
+
+def open_nifti(path):
+    """The nibabel image of a NIfTI file with its header read and its voxels not (a lazy proxy).
+
+    For cheap scans of many files: `image.shape`, `image.affine` and `image.header` cost a header
+    read; `np.asarray(image.dataobj)` reads the voxels (NIfTI axis order, not tfseg's memory order).
+
+    Raises:
+        DataError: the file is missing, a folder, not NIfTI, or its header is unreadable.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import nibabel
+        >>> open_nifti(Path(nibabel.__file__).parent / "tests/data/example4d.nii.gz").shape
+        (128, 96, 24, 2)
+    """
+    return _load(path)
 
 
 def _load(path):
