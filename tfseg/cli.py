@@ -178,9 +178,9 @@ def build_parser():
 
     from tfseg import evaluation
     from tfseg.datasets import fingerprint
-    from tfseg.inference import predictor
+    from tfseg.workflows import predict
 
-    for module in (fingerprint, evaluation, predictor):  # each registers its command and handler
+    for module in (fingerprint, evaluation, predict):  # each registers its command and handler
         module.add_parser(commands)
     return parser
 

@@ -75,6 +75,27 @@ def test_recipe_end_to_end_with_resume(tmp_path):
     assert metrics["val_dice"] == pytest.approx(np.mean([metrics[f"val_dice_{r}"] for r in ("wt", "tc", "et")]),
                                                 abs=1e-6)
 
+    # tfseg predict on the validation case (no label needed) goes through the evaluation's path: the
+    # same labels on the input's grid; tfseg evaluate on the files gives the run's per-case Dice.
+    from tfseg.evaluation import evaluate
+    from tfseg.workflows.predict import predict
+
+    flair_path = next((out / "synthetic_data").rglob(f"{case_id}_flair.nii.gz"))
+    report = predict(str(out), str(flair_path.parent), str(tmp_path / "pred"), progress=False)
+    assert report["failed"] == 0 and report["written"] == 1
+    (written,) = [p for p in (tmp_path / "pred").iterdir() if p.name.endswith(".nii.gz")]
+    again = nib.load(written)
+    np.testing.assert_allclose(again.affine, flair.affine)
+    np.testing.assert_array_equal(np.asanyarray(again.dataobj), np.asanyarray(nib.load(
+        out / "predictions" / f"{case_id}_seg.nii.gz").dataobj))
+    label_path = next((out / "synthetic_data").rglob(f"{case_id}_seg.nii.gz"))
+    result = evaluate(str(written), str(label_path), regions="brats")
+    row = result.cases[0]
+    for region in ("WT", "TC", "ET"):
+        expected = metrics["per_case"][case_id][region]["dice"]
+        if expected is not None:
+            assert row[f"dice_{region}"] == pytest.approx(expected, abs=1e-3), region
+
 
 def threshold_model():
     """A pointwise model: every region is 'FLAIR z-score > 1', so the prediction is known voxel by voxel."""

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from tfseg.datasets.splits import DataSplit
+from tfseg.errors import DataError
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
 from tfseg.workflows import sections
@@ -113,13 +114,14 @@ class InferenceSection:
             fits (one forward pass, full context), else the largest window that does. The
             training crop is not used: a network sees far more context at inference, and a
             window as small as the crop loses much of the Dice.
-        memory_mb: the activation memory one window may take (see `inference_window`).
+        memory_mb: the memory one window's forward pass may take (the measured model of
+            `tfseg.datasets.settings.inference_bytes`; see `inference_window`).
         crop_to_nonzero: predict only inside the brain's bounding box (skull-stripped input is
             zero outside it): the same labels with about half the windows on BraTS volumes.
     """
 
     roi_size: tuple[int, ...] | None = None
-    memory_mb: int = 2048
+    memory_mb: int = 4096
     overlap: float = 0.5
     window_batch_size: int = 2
     tta: bool = False
@@ -305,11 +307,6 @@ def normalize_case(image):
     return zscore_nonzero(image).numpy()
 
 
-#: Bytes of activations per voxel and initial filter of a SegResNet forward pass (float32, the
-#: full-resolution tensors alive at once, with margin); the memory model of `inference_window`.
-ACTIVATION_BYTES_PER_VOXEL_FILTER = 64
-
-
 def inference_window(shape, config):
     """The sliding window for a volume of spatial `shape`: the whole volume if it fits the memory budget.
 
@@ -325,15 +322,17 @@ def inference_window(shape, config):
         >>> inference_window((40, 50, 60), CPU_DEFAULTS)          # fits: one window, padded to 8
         (40, 56, 64)
         >>> import dataclasses
-        >>> big = dataclasses.replace(CPU_DEFAULTS, inference=InferenceSection(memory_mb=64))
-        >>> inference_window((155, 240, 240), big)
-        (48, 48, 48)
+        >>> small = dataclasses.replace(CPU_DEFAULTS, inference=InferenceSection(memory_mb=256))
+        >>> inference_window((155, 240, 240), small)
+        (56, 56, 56)
     """
     if config.inference.roi_size:
         return tuple(int(v) for v in config.inference.roi_size)
+    from tfseg.datasets.settings import INFERENCE_BYTES_PER_VOXEL_FILTER
+
     stride = 2 ** (len(config.model.blocks_down) - 1)
     padded = tuple(-(-int(n) // stride) * stride for n in shape)
-    per_voxel = ACTIVATION_BYTES_PER_VOXEL_FILTER * int(config.model.init_filters)
+    per_voxel = INFERENCE_BYTES_PER_VOXEL_FILTER * int(config.model.init_filters)
     budget = int(config.inference.memory_mb) * 2 ** 20 // per_voxel
     if np.prod(padded) <= budget:
         return padded
@@ -341,8 +340,12 @@ def inference_window(shape, config):
     return tuple(min(side, n) for n in padded)
 
 
-def predict_case(config, network, case, image):
-    """Whole-volume region probabilities `(D, H, W, 3)` of one case's stacked `image` (from `read_case_image`)."""
+def predict_case(config, network, case, image, tta=None):
+    """Whole-volume region probabilities `(D, H, W, 3)` of one case's stacked `image` (from `read_case_image`).
+
+    `case` may be anything with `.images` (its first path names the input in errors); `tta`
+    overrides `config.inference.tta`.
+    """
     from tfseg.inference.sliding_window import nonzero_box, predict_volume
 
     shape = image.shape[:3]
@@ -351,9 +354,39 @@ def predict_case(config, network, case, image):
         shape = tuple(part.stop - part.start for part in box) if box is not None else shape
     roi = inference_window(shape, config)
     probabilities = predict_volume(network, normalize_case(image), roi_size=roi, overlap=config.inference.overlap,
-                                   window_batch_size=config.inference.window_batch_size, tta=config.inference.tta,
+                                   window_batch_size=config.inference.window_batch_size,
+                                   tta=config.inference.tta if tta is None else tta,
                                    crop_to_nonzero=config.inference.crop_to_nonzero, source=case.images[0])
     return probabilities
+
+
+def predict_fn(config, model):
+    """`fn(image (D, H, W, 4), item, tta=False) -> (BraTS labels 0/1/2/4, region probabilities)` for `tfseg predict`.
+
+    The same path as the evaluation: z-score per modality on the brain, sliding windows sized for
+    inference over the brain's bounding box, regions merged into one label map. The input's
+    channels are the modalities in the order of `tfseg.datasets.brats.MODALITIES` (t1, t1ce, t2,
+    flair), as a BraTS case folder or a datalist entry gives them.
+    """
+    from tfseg.data.transforms.labels import regions_to_brats_labels
+
+    network = segmentation_network(model)
+
+    def predict(image, item, tta=False):
+        if image.ndim != 4 or image.shape[-1] != 4:
+            raise DataError(item.paths[0], f"expected 4 co-registered modalities (t1, t1ce, t2, flair), got an "
+                                           f"input of shape {image.shape}")
+        probabilities = predict_case(config, network, item_as_case(item), image, tta=tta or None)
+        return regions_to_brats_labels(probabilities).astype(np.uint8), probabilities
+
+    return predict
+
+
+def item_as_case(item):
+    """A `BratsCase` without label for a predictor input item (its paths are the modalities)."""
+    from tfseg.datasets.brats import BratsCase
+
+    return BratsCase(case_id=item.case_id, images=tuple(item.paths), label=None)
 
 
 def case_scores(config, network, case, image, reference, with_hd95=True):
@@ -489,6 +522,46 @@ def summary_table(metrics):
     lines.append(f"{metrics.get('val_cases', 0)} validation cases, {metrics.get('epochs')} epochs, "
                  f"train {metrics.get('train_seconds', 0):.0f} s, inference {metrics.get('infer_seconds_per_case')} s/case")
     return "\n".join(lines)
+
+
+def adjust_config(config, explicit=()):
+    """Sizes that follow the data: with a user's dataset and no size chosen, plan them from its fingerprint.
+
+    Given `data.datalist` or `data.data_dir` (not the synthetic default), the dataset is
+    fingerprinted (`tfseg.datasets.fingerprint`: shapes, brain and tumour boxes) and
+    `tfseg.datasets.settings.suggest_settings` picks, within `train.memory_mb`, the training crop
+    (as large as fits, covering at least the median tumour box), the batch size, the network depth
+    that fits the crop, and the crops per case that cover each brain once per epoch. A field the
+    user set (`--crop-size`, `--batch-size`, `--paper`, the config file) is kept. The choices and
+    the reasons are logged.
+    """
+    data = config.data
+    if data.datalist is None and data.data_dir is None:
+        return config
+    wanted = ("data.crop_size", "train.batch_size", "model.blocks_down", "data.crops_per_case")
+    if all(key in explicit for key in wanted) or "data.crop_size" in explicit:
+        return config
+    from tfseg.datasets.fingerprint import fingerprint
+    from tfseg.datasets.settings import suggest_settings
+    from tfseg.training.config import override
+
+    found = fingerprint(data.datalist or data.data_dir, intensity_cases=8, workers=2)
+    settings = suggest_settings(found, memory_budget_bytes=int(config.train.memory_mb) * 2 ** 20, spatial_dims=3,
+                                channels=4, init_filters=int(config.model.init_filters),
+                                max_levels=len(config.model.blocks_down))
+    updates = {"data.crop_size": tuple(settings.crop)}
+    if "train.batch_size" not in explicit:
+        updates["train.batch_size"] = settings.batch_size
+    if "model.blocks_down" not in explicit and settings.levels < len(config.model.blocks_down):
+        updates["model.blocks_down"] = tuple(config.model.blocks_down)[:settings.levels]
+        updates["model.blocks_up"] = tuple(config.model.blocks_up)[:settings.levels - 1]
+    if "data.crops_per_case" not in explicit:
+        train_items = max(1, round(found.num_items * (1 - data.val_fraction))) if data.datalist is None else None
+        per_case = settings.steps_per_epoch * updates.get("train.batch_size", config.train.batch_size)
+        updates["data.crops_per_case"] = max(1, -(-per_case // (train_items or max(1, found.num_items))))
+    logger.info("sizes planned from the dataset (%d cases) within %d MB:\n%s", found.num_items,
+                config.train.memory_mb, settings.describe())
+    return override(config, updates)
 
 
 def add_arguments(parser, defaults):

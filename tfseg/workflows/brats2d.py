@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from tfseg.errors import DataError
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
@@ -302,6 +303,49 @@ def predict_case(config, predict, image):
         if np.any(image[k]):
             labels[k] = predict_slice(config, predict, image[k])
     return labels
+
+
+def modality_channels(item, modalities):
+    """Indices of `modalities` among an input's channels: by file name (`..._flair.nii.gz`), or in order
+    when the input has exactly those channels.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> item = SimpleNamespace(paths=("c_t1.nii.gz", "c_t1ce.nii.gz", "c_t2.nii.gz", "c_flair.nii.gz"))
+        >>> modality_channels(item, ("flair", "t1ce", "t2"))
+        [3, 1, 2]
+    """
+    names = [os.path.basename(path).lower() for path in item.paths]
+    found = []
+    for modality in modalities:
+        hits = [i for i, name in enumerate(names) if name.endswith((f"_{modality}.nii.gz", f"_{modality}.nii"))]
+        if len(hits) != 1:
+            break
+        found.append(hits[0])
+    if len(found) == len(modalities):
+        return found
+    if len(item.paths) == len(modalities):
+        return list(range(len(modalities)))
+    raise DataError(item.paths[0], f"cannot find the modalities {', '.join(modalities)} among the input's files "
+                                   f"{', '.join(names)}")
+
+
+def predict_fn(config, model):
+    """`fn(image (D, H, W, C), item, tta=False) -> (BraTS labels 0/1/2/4, None)` for `tfseg predict`.
+
+    Every axial slice with brain is tiled in patches and stitched, as in the evaluation; the classes
+    are mapped back to BraTS values (3 -> 4). Test-time augmentation is not part of W3.
+    """
+    predict = window_predictor(model, augmentation(config))
+    values = np.asarray(LABEL_VALUES, np.uint8)
+
+    def run(image, item, tta=False):
+        if image.ndim != 4:
+            raise DataError(item.paths[0], f"expected a volume of modalities (D, H, W, C), got shape {image.shape}")
+        image = image[..., modality_channels(item, tuple(config.data.modalities))]
+        return values[predict_case(config, predict, image)], None
+
+    return run
 
 
 def predicted_cases(config, model, cases, problems):

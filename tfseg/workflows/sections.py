@@ -60,6 +60,8 @@ class TrainSection:
         validate_every: score the whole validation images/volumes through the inference path
             every this many epochs (the figure that picks `best.keras`); 0 chooses the interval so
             that validation takes at most 20% of the training time. The last epoch is always scored.
+        memory_mb: the memory one training step may take, for sizes planned from a user's dataset
+            (`tfseg.datasets.settings.suggest_settings`).
     """
 
     epochs: int = 20
@@ -76,6 +78,7 @@ class TrainSection:
     seed: int = 0
     verbose: int = 1
     validate_every: int = 0
+    memory_mb: int = 4096
 
 
 @dataclasses.dataclass

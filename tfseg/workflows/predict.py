@@ -1,0 +1,118 @@
+"""`tfseg predict RUN_DIR INPUT OUTPUT` and `tfseg.predict(...)`: a run's model on new, unlabelled inputs.
+
+The run's `config.json` says which workflow trained it. A workflow that predicts with more than one
+call of its model (BraTS 3D: sliding windows over the brain, sized for inference; BraTS-2D: each
+slice tiled in patches) provides `predict_fn(config, model)`, and predictions go through exactly
+the path its evaluation used, so they are what the run's metrics describe. The other workflows
+predict through the run's SavedModel (`tfseg.inference.predictor.predict_run`), whose signature
+holds the whole preprocessing. Outputs follow the dataset's convention, on the input's grid
+(`tfseg.inference.predictor.write_prediction`).
+
+Example:
+    >>> sorted(WORKFLOW_MODULES)[:2]
+    ['brats', 'brats2d']
+"""
+import importlib
+import json
+import logging
+import os
+
+from tfseg.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: The workflow named in a run's SavedModel metadata -> its module.
+WORKFLOW_MODULES = {"brats": "tfseg.workflows.brats", "brats2d": "tfseg.workflows.brats2d",
+                    "brats_slices": "tfseg.workflows.brats_slices", "lgg": "tfseg.workflows.lgg",
+                    "sunnybrook": "tfseg.workflows.sunnybrook"}
+
+
+def run_workflow(run_dir):
+    """`(workflow name, module, config)` of a training run folder, from its SavedModel metadata and config.json.
+
+    Raises:
+        DataError: the folder is not a finished run (no `config.json` or `saved_model/`).
+    """
+    from tfseg.inference.predictor import METADATA_FILE
+    from tfseg.training.config import from_dict
+
+    metadata_path = os.path.join(run_dir, "saved_model", METADATA_FILE)
+    config_path = os.path.join(run_dir, "config.json")
+    for path in (metadata_path, config_path):
+        if not os.path.isfile(path):
+            raise DataError(run_dir, f"not a finished training run: {os.path.relpath(path, run_dir)} is missing")
+    with open(metadata_path) as stream:
+        workflow = (json.load(stream).get("extra") or {}).get("workflow")
+    if workflow not in WORKFLOW_MODULES:
+        return workflow, None, None
+    module = importlib.import_module(WORKFLOW_MODULES[workflow])
+    with open(config_path) as stream:
+        config = from_dict(module.CONFIG_CLASS, json.load(stream), where=config_path)
+    return workflow, module, config
+
+
+def predict(run_dir, source, output_dir, convention="auto", on_error="skip", tta=False, probabilities=False,
+            progress=True):
+    """Predict `source` with the model of the training run in `run_dir`; returns the per-case report.
+
+    Args:
+        run_dir: a training run's output folder (`model.keras`, `saved_model/`, `config.json`).
+        source: a NIfTI file, a BraTS case or release folder, a datalist (its `validation` /
+            `testing` entries), a DICOM series folder or file, or a folder of PNG/TIFF images.
+        output_dir: where the label maps and `predict_report.json` are written.
+        convention: "auto" (the workflow's: BraTS 0/1/2/4 NIfTI, LGG 0/255 masks, Sunnybrook
+            masks and contour files), or one of `tfseg.inference.predictor.CONVENTIONS`.
+        on_error: "skip" (a bad case is reported and the others go on) or "raise".
+        tta: test-time augmentation (mirroring).
+        probabilities: also write the probabilities.
+        progress: a progress bar (one line per case off a terminal).
+
+    Returns:
+        The report dict of `tfseg.inference.predictor.predict_all` (also in `predict_report.json`).
+    """
+    from tfseg.inference import predictor
+
+    workflow, module, config = run_workflow(run_dir)
+    make_fn = getattr(module, "predict_fn", None) if module is not None else None
+    if make_fn is None:
+        return predictor.predict_run(run_dir, source, output_dir, convention=convention, on_error=on_error, tta=tta,
+                                     probabilities=probabilities, progress=progress)
+    import keras
+
+    import tfseg.losses  # noqa: F401  (registers the custom objects a tfseg model needs)
+    import tfseg.metrics  # noqa: F401
+    import tfseg.models  # noqa: F401
+
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    workflow_fn = make_fn(config, model)
+    if convention == "auto":
+        convention = predictor.WORKFLOW_CONVENTIONS.get(workflow, "nifti")
+    logger.info("predicting with the %s workflow's inference path (%s)", workflow, run_dir)
+
+    def predict_fn(image, item, tta=False):
+        labels, probs = workflow_fn(image, item, tta=tta)
+        return (labels, probs) if probabilities else labels
+
+    return predictor.predict_all(predictor.discover_inputs(source), predict_fn, output_dir, convention=convention,
+                                 on_error=on_error, tta=tta, progress=progress)
+
+
+def add_parser(subparsers):
+    """Register `tfseg predict RUN_DIR INPUT OUTPUT` (the flags of `tfseg.inference.predictor.add_parser`)."""
+    from tfseg.inference import predictor
+
+    parser = predictor.add_parser(subparsers)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args):
+    """Handle `tfseg predict`: print a one-line JSON summary; exit 1 when a case failed."""
+    from tfseg.inference.predictor import REPORT_FILE
+
+    report = predict(args.run_dir, args.input, args.output, convention=args.convention, on_error=args.on_error,
+                     tta=args.tta, probabilities=args.probabilities, progress=not args.no_progress)
+    print(json.dumps({"written": report["written"], "failed": report["failed"], "output": args.output,
+                      "report": os.path.join(args.output, REPORT_FILE)}))
+    print(f"outputs in {os.path.abspath(args.output)}")
+    return 1 if report["failed"] else 0
