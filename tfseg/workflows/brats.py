@@ -26,7 +26,7 @@ import numpy as np
 from tfseg.datasets.splits import DataSplit
 from tfseg.errors import DataError
 from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
+from tfseg.training.distributed import as_distribution, workflow_distribution
 from tfseg.workflows import sections
 from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
@@ -94,15 +94,10 @@ class ModelSection(sections.ModelSection):
     prior_probability: float | None = 0.01
 
 
-@dataclasses.dataclass
-class TrainSection(sections.TrainSection):
-    """Adam with polynomial decay, batch 1, as in the paper; soft Dice + BCE on the regions by default."""
-
-    epochs: int = 300
-    batch_size: int = 1
-    learning_rate: float = 1e-4
-    lr_schedule: str = choice("poly", tuple(sections.SCHEDULES))
-    loss: str = choice("dice_ce", tuple(sections.LOSSES))
+TrainSection = sections.with_defaults(
+    sections.TrainSection, "TrainSection",
+    "Adam with polynomial decay, batch 1, as in the paper; soft Dice + BCE on the regions by default.",
+    epochs=300, batch_size=1, learning_rate=1e-4, lr_schedule="poly", loss="dice_ce")
 
 
 @dataclasses.dataclass
@@ -129,20 +124,10 @@ class InferenceSection:
     overlays: bool = True
 
 
-@dataclasses.dataclass
-class BratsConfig:
-    """The whole BraTS run; every field has a default."""
+CONFIG_CLASS = BratsConfig = sections.workflow_config(
+    "BratsConfig", "The whole BraTS run; every field has a default.",
+    data=DataSection, model=ModelSection, train=TrainSection, inference=InferenceSection)
 
-    data: DataSection = dataclasses.field(default_factory=DataSection)
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
-    output_dir: str = "runs/brats"
-    resume: bool = False
-    distribute: str = choice("none", DISTRIBUTE_CHOICES)
-
-
-CONFIG_CLASS = BratsConfig
 
 #: The built-in CPU defaults: SegResNet-VAE with 8 initial filters and latent 32, 32x48x48 crops
 #: (8 per case and epoch, 70% around tumour) of 12 synthetic 48x64x64 cases, Adam 1e-3, 50 epochs.
@@ -253,7 +238,8 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
 
     set_seed(config.train.seed)
     dist = as_distribution(dist)
-    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), dist.learning_rate(config.train.learning_rate))
+    rate = dist.learning_rate(config.train.learning_rate)
+    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), rate)
     loss = make_loss(config.train.loss, mode="sigmoid")
     if isinstance(model.output, dict):  # the VAE model: Dice on the regions; it adds its own VAE loss
         loss = {"probabilities": loss}
@@ -440,7 +426,6 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     """
     from tfseg.io.nifti import read_nifti, write_nifti
     from tfseg.metrics import mean_region_scores
-    from tfseg.workflows.brats_regions import brats_region_scores
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)

@@ -31,7 +31,6 @@ import numpy as np
 
 from tfseg.errors import DataError
 from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.outputs import headline_metrics, use_best_epoch
@@ -76,12 +75,8 @@ class AugmentSection:
     percentiles: tuple[float, ...] = (0.5, 99.5)
 
 
-@dataclasses.dataclass
-class ModelSection(sections.ModelSection):
-    """A registered builder (U-Net with a ResNet encoder by default); see `tfseg.workflows.sections.ModelSection`."""
-
-    name: str = "unet"
-    encoder: str | None = "resnet34"
+ModelSection = sections.with_defaults(sections.ModelSection, "ModelSection",
+                                      "U-Net with a ResNet encoder by default.", name="unet", encoder="resnet34")
 
 
 @dataclasses.dataclass
@@ -111,22 +106,11 @@ class InferenceSection:
     gifs: int = 3
 
 
-@dataclasses.dataclass
-class Brats2DConfig:
-    """The whole BraTS-2D run; every field has a default."""
+CONFIG_CLASS = Brats2DConfig = sections.workflow_config(
+    "Brats2DConfig", "The whole BraTS-2D run; every field has a default.",
+    data=CaseSource, patches=PatchSection, augment=AugmentSection, model=ModelSection, train=TrainSection,
+    inference=InferenceSection)
 
-    data: CaseSource = dataclasses.field(default_factory=CaseSource)
-    patches: PatchSection = dataclasses.field(default_factory=PatchSection)
-    augment: AugmentSection = dataclasses.field(default_factory=AugmentSection)
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
-    output_dir: str = "runs/brats2d"
-    resume: bool = False
-    distribute: str = choice("none", DISTRIBUTE_CHOICES)
-
-
-CONFIG_CLASS = Brats2DConfig
 
 #: The built-in CPU defaults: 64x64 patches (stride 32) of 20 synthetic 96x96x40 cases, a U-Net on
 #: a ResNet18 encoder with a narrow decoder, AdamW 1e-3, focal + Dice (the small necrotic and
@@ -240,7 +224,7 @@ def build(config, dist=None):
 
 
 def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
-    """AdamW + focal loss, ReduceLROnPlateau on the validation loss, checkpoint every epoch; returns `(history, seconds)`.
+    """AdamW + focal loss, ReduceLROnPlateau on the validation loss, a checkpoint every epoch; `(history, seconds)`.
 
     `val_ds` (validation patches) is logged as `patch_val_*` (its loss drives the plateau); with
     `val_cases`, their whole slices are tiled as at test time every few epochs (`val_dice`, the

@@ -25,8 +25,6 @@ import logging
 
 import numpy as np
 
-from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.outputs import headline_metrics, use_best_epoch
@@ -56,40 +54,24 @@ class SliceSection:
     augment: bool = True
 
 
-@dataclasses.dataclass
-class ModelSection(sections.ModelSection):
-    """UNet++ with a DenseNet121 encoder and a 10-epoch frozen-encoder warm-up (with pretrained weights)."""
+ModelSection = sections.with_defaults(
+    sections.ModelSection, "ModelSection",
+    "UNet++ with a DenseNet121 encoder and a 10-epoch frozen-encoder warm-up (with pretrained weights).",
+    name="unet_plus_plus", encoder="densenet121", freeze_epochs=10)
 
-    name: str = "unet_plus_plus"
-    encoder: str | None = "densenet121"
-    freeze_epochs: int = 10
-
-
-@dataclasses.dataclass
-class TrainSection(sections.TrainSection):
-    """Adam with cosine decay; batch soft Dice + binary cross-entropy on the two sigmoid masks."""
-
-    epochs: int = 40
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    lr_schedule: str = choice("cosine", tuple(sections.SCHEDULES))
-    loss: str = choice("dice_bce", tuple(sections.LOSSES))
+TrainSection = sections.with_defaults(
+    sections.TrainSection, "TrainSection",
+    "Adam with cosine decay; batch soft Dice + binary cross-entropy on the two sigmoid masks.",
+    epochs=40, batch_size=16, learning_rate=1e-4, lr_schedule="cosine", loss="dice_bce")
 
 
-@dataclasses.dataclass
-class SlicesConfig:
-    """The whole run; every field has a default. `data.test_fraction` is 0: the held-out 20% is validation."""
+SlicesSource = sections.with_defaults(CaseSource, "CaseSource", "BraTS cases; the held-out 20% is validation.",
+                                      val_fraction=0.2, test_fraction=0.0)
 
-    data: CaseSource = dataclasses.field(default_factory=lambda: CaseSource(val_fraction=0.2, test_fraction=0.0))
-    slices: SliceSection = dataclasses.field(default_factory=SliceSection)
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    output_dir: str = "runs/brats_slices"
-    resume: bool = False
-    distribute: str = choice("none", DISTRIBUTE_CHOICES)
+CONFIG_CLASS = SlicesConfig = sections.workflow_config(
+    "SlicesConfig", "The whole run; every field has a default (`data.test_fraction` 0: the held-out 20% validates).",
+    data=SlicesSource, slices=SliceSection, model=ModelSection, train=TrainSection)
 
-
-CONFIG_CLASS = SlicesConfig
 
 #: The built-in CPU defaults: 96x96 slices of 20 synthetic 96x96x40 cases, the DenseNet121 encoder
 #: (random weights, so no frozen warm-up) with a narrow decoder, Adam 1e-3, 16 epochs.
@@ -121,7 +103,8 @@ def extract(config, cases):
     """The kept slices of the training and validation cases, as lists of `Slice` (decoded arrays)."""
     from tfseg.data.slices import slices_from_cases
 
-    options = dict(channels=tuple(config.data.modalities), planes=tuple(config.slices.planes), min_ratio=config.slices.min_ratio,
+    options = dict(channels=tuple(config.data.modalities), planes=tuple(config.slices.planes),
+                   min_ratio=config.slices.min_ratio,
                    dedupe=config.slices.dedupe, on_error=config.data.on_error)
     train = slices_from_cases(cases.train, problems=cases.problems, **options)
     val = slices_from_cases(cases.val, problems=cases.problems, **options)

@@ -27,8 +27,6 @@ import os
 import numpy as np
 
 from tfseg.datasets.splits import DataSplit
-from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows import sections
 from tfseg.workflows.outputs import use_best_epoch
 
@@ -61,23 +59,12 @@ class DataSection(sections.ImagePreparation):
     layout_split: bool = True
 
 
-@dataclasses.dataclass
-class ModelSection(sections.ModelSection):
-    """Which model (ResUNet by default); see `tfseg.workflows.sections.ModelSection`."""
+ModelSection = sections.with_defaults(sections.ModelSection, "ModelSection", "ResUNet by default.", name="resunet")
 
-    name: str = "resunet"
-
-
-@dataclasses.dataclass
-class TrainSection(sections.TrainSection):
-    """rmldnn's optimization: Adam 1e-4 times 0.95 per epoch, soft Dice on the sigmoid output, batch 32."""
-
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    lr_schedule: str = choice("exponential", tuple(sections.SCHEDULES))
-    lr_decay: float = 0.95
-    loss: str = choice("dice", tuple(sections.LOSSES))
+TrainSection = sections.with_defaults(
+    sections.TrainSection, "TrainSection",
+    "rmldnn's optimization: Adam 1e-4 times 0.95 per epoch, soft Dice on the sigmoid output, batch 32.",
+    epochs=20, batch_size=32, learning_rate=1e-4, lr_schedule="exponential", lr_decay=0.95, loss="dice")
 
 
 @dataclasses.dataclass
@@ -88,20 +75,10 @@ class OutputSection:
     predictions_hdf5: bool = True
 
 
-@dataclasses.dataclass
-class LggConfig:
-    """The whole LGG run; every field has a default, so `{}` is a valid JSON config."""
+CONFIG_CLASS = LggConfig = sections.workflow_config(
+    "LggConfig", "The whole LGG run; every field has a default, so `{}` is a valid JSON config.",
+    data=DataSection, model=ModelSection, train=TrainSection, outputs=OutputSection)
 
-    data: DataSection = dataclasses.field(default_factory=DataSection)
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    outputs: OutputSection = dataclasses.field(default_factory=OutputSection)
-    output_dir: str = "runs/lgg"
-    resume: bool = False
-    distribute: str = choice("none", DISTRIBUTE_CHOICES)
-
-
-CONFIG_CLASS = LggConfig
 
 #: The built-in CPU defaults: a ResUNet with filters 16-128 at 128x128, batch 16, Adam starting at
 #: 1e-3 (the run is a few epochs) times 0.95 per epoch, soft Dice; 25 epochs.
@@ -154,23 +131,11 @@ def make_datasets(config, split, dist=None):
         `(train_dataset, test_dataset, test_samples)`; the training dataset is this worker's
         shard under Horovod.
     """
-    from tfseg.data.loading import load_samples
-    from tfseg.data.pipeline import Augmentation2D, segmentation_dataset
     from tfseg.datasets.lgg import load_sample
 
     data = config.data
-    train = load_samples(split.train, load_sample, on_error=data.on_error, workers=data.workers)
-    test = load_samples(split.val, load_sample, on_error=data.on_error, workers=data.workers)
-    split.problems.extend(train.problems)
-    split.problems.extend(test.problems)
-    augmentation = Augmentation2D(max_degrees=data.max_degrees) if data.augment else Augmentation2D(0.0, False, 0.0)
-    common = dict(image_size=(data.image_size, data.image_size), batch_size=config.train.batch_size,
-                  normalization=data.normalization, channels=3, seed=config.train.seed)
-    train_ds = segmentation_dataset(train.images, train.masks, training=True, augmentation=augmentation, **common)
-    test_ds = segmentation_dataset(test.images, test.masks, training=False, **common)
-    if dist is not None:
-        train_ds = dist.shard(train_ds)
-    return train_ds, test_ds, test
+    return sections.decoded_datasets(data, split, load_sample, data.image_size, 3, config.train.batch_size,
+                                     config.train.seed, dist)
 
 
 def build(config, dist=None):

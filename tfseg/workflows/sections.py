@@ -8,10 +8,16 @@ them only to change defaults (FCN-8s instead of U-Net, focal loss instead of Dic
 Example:
     >>> TrainSection(loss="focal").optimizer, ModelSection(name="unet", encoder="resnet34").freeze_epochs
     ('adam', 0)
+    >>> LggTrain = with_defaults(TrainSection, "TrainSection", "LGG training.", epochs=20, loss="dice")
+    >>> LggTrain().epochs, LggTrain(epochs=3).epochs, issubclass(LggTrain, TrainSection)
+    (20, 3, True)
 """
+import copy
 import dataclasses
+import sys
 
 from tfseg.training.config import choice
+from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.training.registries import LOSSES, OPTIMIZERS, SCHEDULES
 
 
@@ -98,3 +104,109 @@ class ImagePreparation:
     augment: bool = True
     max_degrees: float = 10.0
     workers: int | None = None
+
+
+def decoded_datasets(data, split, load_sample, image_size, channels, batch_size, seed, dist=None):
+    """Decode a 2D split once (thread pool) and build its training and validation tf.data pipelines.
+
+    What the 2D image workflows (Sunnybrook, LGG) share: the bad files of both sides go into
+    `split.problems`; training batches are augmented (flips, small rotations) and this worker's
+    shard under Horovod.
+
+    Args:
+        data: an `ImagePreparation` (normalization, on_error, augment, max_degrees, workers).
+        split: a `tfseg.datasets.splits.DataSplit` of records.
+        load_sample: `fn(record) -> (image, mask)` of the dataset.
+        image_size: the square side images are resized to.
+        channels: channels of the model's input.
+        batch_size, seed: of the pipelines.
+        dist: the run's `Distribution`, or None.
+
+    Returns:
+        `(train_dataset, val_dataset, val_samples)`; `val_samples` holds the decoded validation
+        images and masks at their original size, for the evaluation.
+    """
+    from tfseg.data.loading import load_samples
+    from tfseg.data.pipeline import Augmentation2D, segmentation_dataset
+
+    train = load_samples(split.train, load_sample, on_error=data.on_error, workers=data.workers)
+    val = load_samples(split.val, load_sample, on_error=data.on_error, workers=data.workers)
+    split.problems.extend(train.problems)
+    split.problems.extend(val.problems)
+    augmentation = Augmentation2D(max_degrees=data.max_degrees) if data.augment else Augmentation2D(0.0, False, 0.0)
+    common = dict(image_size=(image_size, image_size), batch_size=batch_size, normalization=data.normalization,
+                  channels=channels, seed=seed)
+    train_ds = segmentation_dataset(train.images, train.masks, training=True, augmentation=augmentation, **common)
+    val_ds = segmentation_dataset(val.images, val.masks, training=False, **common)
+    if dist is not None:
+        train_ds = dist.shard(train_ds)
+    return train_ds, val_ds, val
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The run-level fields of every workflow's config; the workflow adds its sections.
+
+    Attributes:
+        output_dir: where checkpoints, logs, predictions and exports go.
+        resume: continue from the last checkpoint in `<output_dir>/checkpoints`.
+        distribute: "auto", "none", "mirrored", "multiworker" (TF_CONFIG) or "horovod".
+    """
+
+    output_dir: str = "runs/tfseg"
+    resume: bool = False
+    distribute: str = choice("none", DISTRIBUTE_CHOICES)
+
+
+def with_defaults(base, class_name, doc, /, **defaults):
+    """A subclass of dataclass `base` whose fields start at `defaults` (validation metadata kept).
+
+    This is how a workflow says "the shared `TrainSection`, with these defaults" without
+    re-declaring the fields.
+
+    Args:
+        base: a dataclass whose fields all have defaults.
+        class_name: the new class's name (e.g. "TrainSection").
+        doc: its docstring.
+        **defaults: field name -> new default (lists and dicts are copied for every instance).
+
+    Returns:
+        The new dataclass, defined in the caller's module.
+    """
+    known = {f.name: f for f in dataclasses.fields(base)}
+    unknown = sorted(set(defaults) - set(known))
+    if unknown:
+        raise TypeError(f"{base.__name__} has no field {unknown[0]!r}")
+    fields = []
+    for field_name, value in defaults.items():
+        field = known[field_name]
+        if isinstance(value, (list, dict, set)):
+            spec = dataclasses.field(default_factory=lambda value=value: copy.deepcopy(value), metadata=field.metadata)
+        else:
+            spec = dataclasses.field(default=value, metadata=field.metadata)
+        fields.append((field_name, field.type, spec))
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    return dataclasses.make_dataclass(class_name, fields, bases=(base,),
+                                      namespace={"__doc__": doc, "__module__": module})
+
+
+def workflow_config(class_name, doc, /, **sections):
+    """A workflow's config class: `RunConfig`'s run-level fields plus one field per section.
+
+    Args:
+        class_name: the class's name (e.g. "LggConfig").
+        doc: its docstring.
+        **sections: section name -> section dataclass (its instance with defaults is the default).
+
+    Returns:
+        The new dataclass, defined in the caller's module; `{}` is a valid JSON config of it.
+
+    Example:
+        >>> Config = workflow_config("Config", "A run.", model=ModelSection, train=TrainSection)
+        >>> Config().model.name, Config(output_dir="runs/x").output_dir
+        ('unet', 'runs/x')
+    """
+    fields = [(name, section, dataclasses.field(default_factory=section)) for name, section in sections.items()]
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    return dataclasses.make_dataclass(class_name, fields, bases=(RunConfig,),
+                                      namespace={"__doc__": doc, "__module__": module})

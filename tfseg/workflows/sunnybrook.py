@@ -26,7 +26,7 @@ import numpy as np
 
 from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
+from tfseg.training.distributed import as_distribution, workflow_distribution
 from tfseg.workflows import sections
 from tfseg.workflows.outputs import use_best_epoch
 
@@ -62,37 +62,18 @@ class DataSection(sections.ImagePreparation):
     val_fraction: float = 0.2
 
 
-@dataclasses.dataclass
-class ModelSection(sections.ModelSection):
-    """Which model (FCN-8s by default); see `tfseg.workflows.sections.ModelSection`."""
+ModelSection = sections.with_defaults(sections.ModelSection, "ModelSection", "FCN-8s by default.", name="fcn8s")
 
-    name: str = "fcn8s"
-
-
-@dataclasses.dataclass
-class TrainSection(sections.TrainSection):
-    """Optimization settings: Adam with a cosine decay and soft Dice + cross-entropy by default."""
-
-    epochs: int = 10
-    batch_size: int = 8
-    learning_rate: float = 1e-4
-    lr_schedule: str = choice("cosine", tuple(sections.SCHEDULES))
-    loss: str = choice("dice_ce", tuple(sections.LOSSES))
+TrainSection = sections.with_defaults(
+    sections.TrainSection, "TrainSection",
+    "Optimization settings: Adam with a cosine decay and soft Dice + cross-entropy by default.",
+    epochs=10, batch_size=8, learning_rate=1e-4, lr_schedule="cosine", loss="dice_ce")
 
 
-@dataclasses.dataclass
-class SunnybrookConfig:
-    """The whole Sunnybrook run; every field has a default, so `{}` is a valid JSON config."""
+CONFIG_CLASS = SunnybrookConfig = sections.workflow_config(
+    "SunnybrookConfig", "The whole Sunnybrook run; every field has a default, so `{}` is a valid JSON config.",
+    data=DataSection, model=ModelSection, train=TrainSection)
 
-    data: DataSection = dataclasses.field(default_factory=DataSection)
-    model: ModelSection = dataclasses.field(default_factory=ModelSection)
-    train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    output_dir: str = "runs/sunnybrook"
-    resume: bool = False
-    distribute: str = choice("none", DISTRIBUTE_CHOICES)
-
-
-CONFIG_CLASS = SunnybrookConfig
 
 #: The built-in CPU defaults of FCN-8s: a VGG16 encoder at a quarter of its width, 256-wide
 #: fc6/fc7, 256x256, 20 epochs of Adam 1e-3 (cosine decay) on soft Dice + cross-entropy.
@@ -155,24 +136,11 @@ def make_datasets(config, split, dist=None):
         `(train_dataset, val_dataset, val_samples)`, where `val_samples` holds the decoded
         validation images and masks at their original size for the final evaluation.
     """
-    from tfseg.data.loading import load_samples
-    from tfseg.data.pipeline import Augmentation2D, segmentation_dataset
     from tfseg.datasets.sunnybrook import load_sample
 
     data = config.data
-    size = (data.image_size, data.image_size)
-    train = load_samples(split.train, load_sample, on_error=data.on_error, workers=data.workers)
-    val = load_samples(split.val, load_sample, on_error=data.on_error, workers=data.workers)
-    split.problems.extend(train.problems)
-    split.problems.extend(val.problems)
-    augmentation = Augmentation2D(max_degrees=data.max_degrees) if data.augment else Augmentation2D(0.0, False, 0.0)
-    common = dict(image_size=size, batch_size=config.train.batch_size, normalization=data.normalization,
-                  channels=data.channels, seed=config.train.seed)
-    train_ds = segmentation_dataset(train.images, train.masks, training=True, augmentation=augmentation, **common)
-    val_ds = segmentation_dataset(val.images, val.masks, training=False, **common)
-    if dist is not None:
-        train_ds = dist.shard(train_ds)
-    return train_ds, val_ds, val
+    return sections.decoded_datasets(data, split, load_sample, data.image_size, data.channels, config.train.batch_size,
+                                     config.train.seed, dist)
 
 
 def build(config, dist=None):
@@ -208,7 +176,8 @@ def train(config, model, train_ds, val_ds, dist=None, val_samples=None):
 
     set_seed(config.train.seed)
     dist = as_distribution(dist)
-    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), dist.learning_rate(config.train.learning_rate))
+    rate = dist.learning_rate(config.train.learning_rate)
+    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), rate)
     # Dice and IoU of the LV with pixel accuracy: together they show the class imbalance.
     metrics = make_metrics(("dice", "iou", "pixel_accuracy"), CLASS_NAMES, mode="softmax")
     validation = [] if val_samples is None else whole_image_validation(
@@ -292,7 +261,7 @@ def serving_spec(config, metrics=None):
 
 
 def export(config, model, metrics):
-    """Write `model.keras`, the SavedModel (`saved_model/`), `metrics.json` and `config.json` into the output directory."""
+    """Write `model.keras`, the SavedModel (`saved_model/`), `metrics.json` and `config.json` to the output folder."""
     from tfseg.workflows.outputs import write_run_outputs
 
     write_run_outputs(config, model, serving_spec(config, metrics), metrics)
