@@ -40,7 +40,7 @@ def test_fit_writes_one_line_per_epoch_when_stdout_is_not_a_terminal(monkeypatch
     lines = text.splitlines()
     assert len(lines) == 3
     for epoch, line in enumerate(lines):
-        assert re.match(rf"epoch {epoch + 1}/3 - \d+\.\d s - loss \S+ - ", line), line
+        assert re.match(rf"epoch {epoch + 1}/3 - 4/4 - \d+\.\d s - loss \S+ - ", line), line
         assert f"val_loss {history['val_loss'][epoch]:.4g}" in line
 
 
@@ -65,9 +65,11 @@ def test_epoch_line_format():
     stream = io.StringIO()
     line = EpochLine(10, stream=stream)
     line.on_epoch_begin(4)
+    for batch in range(3):
+        line.on_train_batch_end(batch)
     line.on_epoch_end(4, {"learning_rate": 0.01, "val_loss": 2.0, "dice": np.float32(0.5), "loss": 0.123456,
                           "note": "x"})
-    assert re.fullmatch(r"epoch 5/10 - \d+\.\d s - loss 0\.1235 - dice 0\.5 - note x - val_loss 2 - "
+    assert re.fullmatch(r"epoch 5/10 - 3/3 - \d+\.\d s - loss 0\.1235 - dice 0\.5 - note x - val_loss 2 - "
                         r"learning_rate 0\.01\n", stream.getvalue())
 
 

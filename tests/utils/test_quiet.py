@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_quiet_sets_levels_unless_asked():
     env = {}
     assert quiet_tensorflow(env) is True
-    assert env == {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert env == {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1", "TFSEG_QUIET_TF": "3"}
+    assert quiet_tensorflow(env) is True and not wants_tensorflow_noise(env)   # again: still tfseg's level
     kept = {"TF_CPP_MIN_LOG_LEVEL": "0"}
     assert quiet_tensorflow(kept) is False and kept == {"TF_CPP_MIN_LOG_LEVEL": "0"}
     for value in ("1", "true", "YES"):
@@ -39,10 +40,12 @@ def test_drop_noise_keeps_real_errors():
 
 @pytest.mark.slow
 def test_import_tensorflow_prints_no_startup_noise():
-    code = ("from tfseg.utils.quiet import import_tensorflow\n"
+    code = ("from tfseg.utils.quiet import import_tensorflow, quiet_tensorflow\n"
+            "quiet_tensorflow()\n"
             "tf = import_tensorflow()\n"
             "print(int(tf.reduce_sum(tf.constant([1, 2]))))\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFSEG_VERBOSE_TF")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFSEG_VERBOSE_TF", "TFSEG_QUIET_TF")}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

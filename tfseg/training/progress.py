@@ -41,7 +41,7 @@ def fit_verbosity(verbose, stream=None):
 
 
 class EpochLine(keras.callbacks.Callback):
-    """Write `epoch E/N - S s - name value - ...` at the end of every epoch (the epoch's logs).
+    """Write `epoch E/N - steps/total - S s - name value - ...` at the end of every epoch.
 
     The logs are written loss first, then the other training figures, the `val_` figures and the
     learning rate, each group in the order Keras gives them.
@@ -56,13 +56,21 @@ class EpochLine(keras.callbacks.Callback):
         self.epochs = epochs
         self.stream = stream
         self._started = None
+        self._steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - (self._started or time.perf_counter())
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"{seconds:.1f} s"]
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        if self._steps:  # steps done / steps per epoch (learned in the first pass when unknown)
+            parts.append(f"{self._steps}/{(self.params or {}).get('steps') or self._steps}")
+        parts.append(f"{seconds:.1f} s")
         logs = logs or {}
         parts += [f"{name} {_number(logs[name])}" for name in sorted(logs, key=_log_order)]
         stream = sys.stdout if self.stream is None else self.stream

@@ -20,6 +20,8 @@ Example:
     True
     >>> env["TF_CPP_MIN_LOG_LEVEL"], env["TF_ENABLE_ONEDNN_OPTS"]
     ('3', '1')
+    >>> quiet_tensorflow(env)  # a second call: the level is tfseg's own, not the user's
+    True
     >>> quiet_tensorflow({"TFSEG_VERBOSE_TF": "1"})
     False
 """
@@ -41,6 +43,10 @@ QUIET_LEVEL = "3"
 NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} \d\d:\d\d:\d\d|"
                    r"To enable the following instructions: )")
 
+#: Set by `quiet_tensorflow` beside the log level, so a later call (or a child process) knows the
+#: level is tfseg's choice, not the user's.
+MARKER_VARIABLE = "TFSEG_QUIET_TF"
+
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -54,7 +60,7 @@ def wants_tensorflow_noise(environ=None):
     environ = os.environ if environ is None else environ
     if environ.get(VERBOSE_VARIABLE, "").strip().lower() in _TRUE:
         return True
-    return "TF_CPP_MIN_LOG_LEVEL" in environ
+    return "TF_CPP_MIN_LOG_LEVEL" in environ and environ.get(MARKER_VARIABLE) != QUIET_LEVEL
 
 
 def quiet_tensorflow(environ=None):
@@ -79,6 +85,7 @@ def quiet_tensorflow(environ=None):
     if wants_tensorflow_noise(environ):
         return False
     environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_LEVEL
+    environ[MARKER_VARIABLE] = QUIET_LEVEL
     environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if environ is os.environ:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
