@@ -128,9 +128,10 @@ def workflow_main(name, argv=None, description=None, prog=None):
     Returns:
         The process exit code: 0, or 2 after printing a tfseg error (bad file, bad config).
     """
-    from tfseg.utils.quiet import quiet_tensorflow
+    from tfseg.utils.quiet import import_tensorflow, quiet_tensorflow
 
-    quiet_tensorflow()
+    quiet_tensorflow()  # before TensorFlow is imported (TFSEG_VERBOSE_TF=1 keeps its messages)
+    import_tensorflow()
     parser = build_parser(name, description, prog)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
