@@ -34,6 +34,7 @@ from tfseg.datasets.brats import parse_name
 from tfseg.utils.problems import problem_log
 from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import atomic_write_json
+from tfseg.utils.paths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ def _parse_entry(entry, where, json_path, base_dir):
             if not _is_path(value) and (not isinstance(value, int) or isinstance(value, bool)):
                 raise DataError(json_path, f"{where}.{key}: expected a string, got {value!r}")
             case_id = str(value)
+            try:
+                safe_name(case_id)  # it names output files: refused here, before any work
+            except DataError as error:
+                raise DataError(json_path, f"{where}.{key}: {error.reason}: {error.path!r}") from None
             break
     images = tuple(_resolve(p, base_dir) for p in image)
     label = None if label is None else _resolve(label, base_dir)

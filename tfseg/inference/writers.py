@@ -32,6 +32,7 @@ import numpy as np
 from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import atomic_path
 from tfseg.utils.hdf5 import open_hdf5
+from tfseg.utils.paths import output_path, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -277,14 +278,14 @@ def write_overlay_png(path, image, truth=None, prediction=None, channel=0, zoom=
 
 
 def safe_file_name(case_id):
-    """A file name for a case id: characters other than letters, digits, `.`, `_`, `-` become `_`.
+    """A file name for a case id (`tfseg.utils.paths.safe_name`): characters other than letters, digits,
+    `.`, `_`, `-` become `_`; ids that try to leave the folder (`..`, absolute paths) are refused.
 
     Example:
         >>> safe_file_name("SC-HF-I-1/IM-0001 0048")
         'SC-HF-I-1_IM-0001_0048'
     """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(case_id)).strip(".")
-    return name or "_"
+    return safe_name(case_id)
 
 
 def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **options):
@@ -303,6 +304,8 @@ def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **opt
 
     Raises:
         ConfigError: two ids map to the same file name, or the lengths differ.
+        DataError: an id is not usable as a file name (`..`, an absolute path; see
+            `tfseg.utils.paths`); nothing is written then.
 
     Example:
         >>> import numpy as np, os, tempfile
@@ -312,7 +315,7 @@ def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **opt
         ['a.png', 'b.png']
     """
     ids = list(ids)
-    names = [safe_file_name(case_id) + ".png" for case_id in ids]
+    names = [os.path.basename(output_path(folder, case_id, ".png")) for case_id in ids]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:
         raise ConfigError(f"case ids map to the same file names {clashes[:5]}; make the ids unique")

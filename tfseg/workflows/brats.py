@@ -298,6 +298,7 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     from tfseg.data.transforms.labels import regions_to_brats_labels
     from tfseg.io.nifti import read_nifti, write_nifti
     from tfseg.metrics import brats_region_scores, mean_region_scores
+    from tfseg.utils.paths import output_path
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)
@@ -310,14 +311,14 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
         probabilities = predict_case(config, network, case, image)
         labels = regions_to_brats_labels(probabilities).astype(np.uint8)
         seconds.append(time.perf_counter() - start)
-        write_nifti(os.path.join(predictions, f"{case.case_id}_seg.nii.gz"), labels, reference.affine,
+        write_nifti(output_path(predictions, case.case_id, "_seg.nii.gz"), labels, reference.affine,
                     header=reference.header, dtype=np.uint8)
         if case.label is None:
             continue
         truth = read_nifti(case.label).array
         per_case[case.case_id] = brats_region_scores(labels, truth, spacing=reference.spacing)
         if config.inference.overlays:
-            three_plane_overlay(image, os.path.join(overlays, f"{case.case_id}.png"), labels=truth,
+            three_plane_overlay(image, output_path(overlays, case.case_id, ".png"), labels=truth,
                                 prediction=labels, spacing=reference.spacing, title=case.case_id)
     metrics = {"val_cases": len(cases), "infer_seconds_per_case": round(float(np.mean(seconds)), 2) if seconds else None,
                "model": config.model.name, "params": int(model.count_params()), "epochs": config.train.epochs}
