@@ -98,3 +98,25 @@ def test_the_limit_is_configurable(tmp_path, monkeypatch):
         read_nifti(path)
     monkeypatch.delenv(limits.MAX_VOLUME_BYTES_ENV)
     assert limits.max_volume_bytes() == limits.DEFAULT_MAX_VOLUME_BYTES
+
+
+def test_tiff_claiming_60000_squared_is_refused_without_allocating(tmp_path):
+    import struct
+
+    import tifffile
+
+    from tfseg.io.images import read_image
+
+    path = tmp_path / "slice.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint8))
+    raw = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        width, length = tags["ImageWidth"].valueoffset, tags["ImageLength"].valueoffset
+    raw[width:width + 4] = struct.pack("<I", 60000)
+    raw[length:length + 4] = struct.pack("<I", 60000)
+    path.write_bytes(bytes(raw))
+    errors = []
+    peak = _peak_mb(lambda: errors.append(pytest.raises(DataError, read_image, path)))
+    assert "claim 3600000000 bytes of pixels (60000, 60000)" in str(errors[0].value)
+    assert peak < 50, f"peak {peak:.0f} MB"
