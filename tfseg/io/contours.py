@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.errors import DataError
+from tfseg.errors import DataError, shorten
 from tfseg.utils.atomic import atomic_path
 
 # One number as the files write it: optional sign, digits with an optional fraction, optional
@@ -419,13 +419,13 @@ def _raise_first_bad_line(path, text):
         for token in tokens:
             if not _NUMBER_RE.fullmatch(token):
                 spelled = "not a finite number" if _is_nonfinite(token) else "not a number"
-                raise DataError(path, f"{_shorten(token)!r} is {spelled}; {_FORMAT_HINT}", line=number)
+                raise DataError(path, f"{shorten(token)!r} is {spelled}; {_FORMAT_HINT}", line=number)
             value = float(token)
             if not math.isfinite(value):
-                raise DataError(path, f"{_shorten(token)!r} is not a finite number (overflows float64)",
+                raise DataError(path, f"{shorten(token)!r} is not a finite number (overflows float64)",
                                 line=number)
             if abs(value) > _MAX_COORD:
-                raise DataError(path, f"{_shorten(token)!r} is beyond +-{_MAX_COORD:.0e} pixels, not a pixel "
+                raise DataError(path, f"{shorten(token)!r} is beyond +-{_MAX_COORD:.0e} pixels, not a pixel "
                                       f"coordinate", line=number)
         if len(tokens) != 2:
             raise DataError(path, f"expected two numbers 'x y', found {len(tokens)}", line=number)
@@ -434,11 +434,6 @@ def _raise_first_bad_line(path, text):
         raise DataError(path, f"no points (empty file); {_FORMAT_HINT}")
     if n_points < 3:
         raise DataError(path, f"a closed contour needs at least 3 points, found {n_points}")
-
-
-def _shorten(token, limit=80):
-    """A token of a file as quoted in a message: at most `limit` characters."""
-    return token if len(token) <= limit else token[:limit - 3] + "..."
 
 
 def _is_nonfinite(token):

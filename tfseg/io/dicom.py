@@ -58,7 +58,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from tfseg.errors import ConfigError, DataError
+from tfseg.errors import ConfigError, DataError, shorten
 from tfseg.io.volume import Volume
 from tfseg.utils.atomic import atomic_path
 from tfseg.utils.problems import ProblemLog
@@ -502,11 +502,11 @@ def _required_number(ds, keyword, path, nonzero=False):
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        logger.warning("%s: ignoring malformed %s (%s)", path, keyword, _shorten(value))
+        logger.warning("%s: ignoring malformed %s (%s)", path, keyword, shorten(repr(value)))
         return None
     if not math.isfinite(number) or (nonzero and number == 0.0):
         consequence = "NaN or infinite" if not math.isfinite(number) else "all the same"
-        raise DataError(path, f"{keyword} is {_shorten(value)}, the pixel values would be {consequence}; "
+        raise DataError(path, f"{keyword} is {shorten(repr(value))}, the pixel values would be {consequence}; "
                               f"it must be a finite{' non-zero' if nonzero else ''} number")
     return number
 
@@ -523,13 +523,7 @@ def _check_spacing_value(ds, path, fallback):
     except Exception:
         return  # absent or unparseable: logged by _floats, read as unknown
     if not all(math.isfinite(v) and v >= 0 for v in numbers):
-        raise DataError(path, f"PixelSpacing {_shorten(numbers)} must be positive finite numbers (mm)")
-
-
-def _shorten(value, limit=80):
-    """`repr`-like text of a value, at most `limit` characters."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+        raise DataError(path, f"PixelSpacing {shorten(numbers)} must be positive finite numbers (mm)")
 
 
 def _floats(ds, keyword, count, path, fallback=None):
@@ -842,7 +836,7 @@ def _blame_skipped(error, problems):
         raise error
     skipped = [p.path for p in problems.problems]
     reason = "; ".join(str(p.reason) for p in problems.problems[:3])
-    raise DataError(skipped[0], f"unreadable ({_shorten(reason, 200)}), left out of the series, which is then not "
+    raise DataError(skipped[0], f"unreadable ({shorten(reason, 200)}), left out of the series, which is then not "
                                 f"whole: {error}" + (f" (also left out: {', '.join(skipped[1:5])})"
                                                     if len(skipped) > 1 else "")) from None
 

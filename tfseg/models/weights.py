@@ -42,7 +42,7 @@ import h5py
 import keras
 import numpy as np
 
-from tfseg.errors import ConfigError, DataError
+from tfseg.errors import ConfigError, DataError, shorten
 from tfseg.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -194,10 +194,10 @@ def read_caffe_npz(path):
             for key in archive.files:
                 layer, _, which = key.rpartition("/")
                 if not layer or which not in _CAFFE_KEYS:
-                    raise DataError(path, f"key {_shorten(key)!r} is not '<layer>/0' (W) or '<layer>/1' (b)")
+                    raise DataError(path, f"key {shorten(key)!r} is not '<layer>/0' (W) or '<layer>/1' (b)")
                 array = archive[key]
                 if array.dtype.kind not in "biuf":
-                    raise DataError(path, f"{_shorten(key)!r}: weights are not numeric ({array.dtype})")
+                    raise DataError(path, f"{shorten(key)!r}: weights are not numeric ({array.dtype})")
                 named.setdefault(layer, {})[_CAFFE_KEYS[which]] = array.astype("float32")
     except DataError:
         raise
@@ -214,7 +214,7 @@ def read_caffe_npz(path):
     result = {}
     for layer, arrays in named.items():
         if sorted(arrays) not in ([0], [0, 1]):
-            raise DataError(path, f"layer {_shorten(layer)!r}: a bias without weights")
+            raise DataError(path, f"layer {shorten(layer)!r}: a bias without weights")
         result[layer] = [arrays[index] for index in sorted(arrays)]
     return result
 
@@ -236,7 +236,7 @@ def refuse_caffe_npy(path):
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(handle)
     except (ValueError, OSError, EOFError) as error:
-        raise DataError(path, f"not a numpy .npy file ({type(error).__name__}: {_shorten(error)})") from None
+        raise DataError(path, f"not a numpy .npy file ({type(error).__name__}: {shorten(error)})") from None
     if dtype.hasobject:
         raise DataError(path, "is a pickled Caffe weights dict; tfseg never unpickles a file (that would "
                               f"run code from it); {_convert_hint(path)}")
@@ -285,11 +285,6 @@ def save_caffe_npz(path, named):
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
     return path
-
-
-def _shorten(text, limit=80):
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _input_layer_names(model):

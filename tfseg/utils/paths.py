@@ -23,7 +23,7 @@ Example:
 import os
 import re
 
-from tfseg.errors import DataError
+from tfseg.errors import DataError, shorten
 
 MAX_NAME_LENGTH = 200
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -31,8 +31,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def _refuse(name, reason):
-    shown = name if len(name) <= 80 else name[:77] + "..."
-    raise DataError(shown, f"not usable as an output file name: {reason}; case ids must be plain names")
+    raise DataError(shorten(name), f"not usable as an output file name: {reason}; case ids must be plain names")
 
 
 def safe_name(name):
