@@ -5,11 +5,13 @@ style contour text and PNG/TIFF images. Each example applies a few mutations: by
 the header), truncation, overwriting with extreme integers, inserted junk, and for NIfTI and DICOM
 header fields set to extreme values through nibabel/pydicom. A reader may accept the file or raise a
 `TfsegError`; anything else (a nibabel, numpy, pydicom or decoder exception, a Rust panic) fails.
-The budget is fixed (`max_examples`, no deadline) so the file runs in about a minute on 2 cores.
+The budget is fixed (`max_examples`, no deadline, derandomized) so the file runs in about a minute
+on 2 cores; `TFSEG_FUZZ_SCALE=10` searches ten times longer with fresh random examples.
 """
 import gzip
 import io
 import logging
+import os
 import pathlib
 import tempfile
 import warnings
@@ -29,8 +31,14 @@ from tfseg.io.convert import convert_dicom_series
 
 NIBABEL_DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
 PYDICOM_DATA = pathlib.Path(pydicom.__file__).parent / "data" / "test_files"
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
+# TFSEG_FUZZ_SCALE=10 runs ten times the examples, freshly randomized (a longer search than CI's).
+_SCALE = float(os.environ.get("TFSEG_FUZZ_SCALE", "1"))
+FUZZ = settings(max_examples=round(300 * _SCALE), deadline=None, derandomize=_SCALE == 1, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _examples(count):
+    return round(count * _SCALE)
 
 NIFTI_SEEDS = ["anatomical.nii", "example4d.nii.gz", "example_nifti2.nii.gz", "standard.nii.gz"]
 DICOM_SEEDS = ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm",
@@ -144,7 +152,7 @@ def test_read_nifti(workdir, case, dtype):
     _check(nifti.read_nifti, path, dtype=dtype)
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=_examples(150))
 @given(st.sampled_from(["scaled+tlrc.HEAD", "phantom_EPI_asc_CLEAR_2_1.PAR", "analyze.hdr", "test.mgz",
                         "tiny.mnc", "minc1_1_scale.mnc", "row_major.dconn.nii"]), st.data())
 def test_read_nifti_other_formats(workdir, name, data):
@@ -216,7 +224,7 @@ def series_seed(workdir):
     return files
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=_examples(120))
 @given(st.integers(0, 2), st.data(), st.sampled_from(["raise", "skip"]))
 def test_read_series(workdir, series_seed, which, data, on_error):
     folder = workdir / "series"
@@ -246,7 +254,7 @@ def contour_cases(draw):
     return text
 
 
-@settings(FUZZ, max_examples=400)
+@settings(FUZZ, max_examples=_examples(400))
 @given(contour_cases(), st.sampled_from([(256, 256), (4, 4), (1, 300)]))
 def test_read_contour_and_rasterize(workdir, text, shape):
     path = workdir / "IM-0001-0048-icontour-manual.txt"
@@ -279,7 +287,7 @@ def image_seeds(workdir):
     return seeds
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=_examples(300))
 @given(st.sampled_from(["gray.png", "rgb.png", "mask.png", "gray16.tif", "rgb.tif", "lzw.tif"]), st.data(),
        st.sampled_from(["image", "mask", "labels"]))
 def test_read_image_and_mask(workdir, image_seeds, name, data, how):
@@ -289,3 +297,48 @@ def test_read_image_and_mask(workdir, image_seeds, name, data, how):
         _check(images.read_image, path)
     else:
         _check(images.read_mask, path, binary=how == "mask")
+
+
+# The escapes the fuzzing found, kept as plain regression cases --------------------------------
+
+def _rgb24_nifti(path):
+    rgb = np.zeros((4, 3, 2), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), path)
+
+
+def _with_header(source, path, **fields):
+    plain = _nifti_plain(source)
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(plain[:348]), check=False)
+    for name, value in fields.items():
+        header[name] = value
+    path.write_bytes(header.binaryblock + plain[348:])
+
+
+@pytest.mark.parametrize("case", ["rgb24_as_float", "negative_dim", "zero_dim", "datatype_0", "vox_offset_low",
+                                  "par", "afni", "mgh"])
+def test_found_escapes_are_data_errors(workdir, case):
+    from tfseg.errors import DataError
+
+    dtype = None
+    if case == "rgb24_as_float":  # numpy DTypePromotionError before
+        path = workdir / "rgb.nii"
+        _rgb24_nifti(path)
+        dtype = np.float32
+    elif case in ("negative_dim", "zero_dim"):  # numpy ValueError before
+        path = workdir / f"{case}.nii"
+        _with_header("anatomical.nii", path, dim=[3, 33, -4 if case == "negative_dim" else 0, 22, 1, 1, 1, 1])
+    elif case == "datatype_0":  # nibabel HeaderDataError before
+        path = workdir / "datatype.nii"
+        _with_header("anatomical.nii", path, datatype=0)
+    elif case == "vox_offset_low":
+        path = workdir / "offset.nii"
+        _with_header("anatomical.nii", path, vox_offset=4)
+    else:  # nibabel PARRECError / AFNIHeaderError / MGHError from damaged files of other formats before
+        name = {"par": "phantom_EPI_asc_CLEAR_2_1.PAR", "afni": "scaled+tlrc.HEAD", "mgh": "test.mgz"}[case]
+        path = workdir / name
+        path.write_bytes((NIBABEL_DATA / name).read_bytes()[:200])
+    with pytest.raises(DataError) as info:
+        nifti.read_nifti(path, dtype=dtype)
+    assert info.value.path == str(path)
+    if case == "rgb24_as_float":
+        np.testing.assert_array_equal(nifti.read_nifti(path).array["R"], np.zeros((2, 3, 4)))
