@@ -792,7 +792,7 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
         slices, affine = _arrange(slices, slice_tolerance)
     except DataError as exc:
         _blame_skipped(exc, problems)
-    arrays, kept, left_out = [], [], []
+    arrays, kept, left_out = [], [], {}
     for index, item in enumerate(slices):
         try:
             image = read_image(item.header.path)
@@ -801,14 +801,14 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
                                                   f"expected ({item.rows}, {item.cols})")
         except DataError as exc:
             problems.report_error(exc)
-            left_out.append(index)
+            left_out[index] = exc.reason
             continue
         arrays.append(image.array)
         kept.append(item)
     if not kept:
         raise DataError(where, "no slice of the series could be read")
     if left_out:
-        kept, affine = _without_ends(slices, kept, left_out, problems, slice_tolerance)
+        kept, affine = _without_ends(slices, kept, left_out, slice_tolerance)
     volume = np.stack(arrays, axis=0)
     volume = _stored_type(volume, kept)
     files = [item.header.path for item in kept]
@@ -821,7 +821,7 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
     meta = {"series_instance_uid": chosen.series_instance_uid, "description": chosen.description,
             "modality": chosen.modality, "files": files,
             "problems": [str(p) for p in problems.problems],
-            "left_out": [slices[index].header.path for index in left_out]}
+            "left_out": [slices[index].header.path for index in sorted(left_out)]}
     path = str(source) if isinstance(source, (str, Path)) else str(Path(files[0]).parent)
     return Volume(volume, affine, header=None, path=path, meta=meta)
 
@@ -832,7 +832,7 @@ def _blame_skipped(error, problems):
     A slice whose header could not be read leaves a gap that shows as uneven spacing between its
     neighbours; the file at fault is the unreadable one.
     """
-    if not len(problems):
+    if not len(problems) or not ("uneven slice spacing" in error.reason or "off the line" in error.reason):
         raise error
     skipped = [p.path for p in problems.problems]
     reason = "; ".join(str(p.reason) for p in problems.problems[:3])
@@ -841,11 +841,17 @@ def _blame_skipped(error, problems):
                                                     if len(skipped) > 1 else "")) from None
 
 
-def _without_ends(slices, kept, left_out, problems, tolerance):
+def _without_ends(slices, kept, left_out, tolerance):
     """The arranged series without the slices that failed to read, which may only be end slices.
 
     A slice missing from the middle would leave a gap: refused with a DataError naming it. Slices
     missing at the ends make a shorter volume, which is logged as a warning naming them.
+
+    Args:
+        slices: the arranged slices.
+        kept: those that were read.
+        left_out: `{index in slices: reason}` of those that were not.
+        tolerance: as `read_series`'s slice_tolerance.
     """
     remaining = [index for index in range(len(slices)) if index not in left_out]
     first, last = remaining[0], remaining[-1]
@@ -855,7 +861,7 @@ def _without_ends(slices, kept, left_out, problems, tolerance):
         before = max(i for i in remaining if i < index)
         after = min(i for i in remaining if i > index)
         raise DataError(slices[index].header.path,
-                        f"this slice cannot be read ({problems.problems[left_out.index(index)].reason}); "
+                        f"this slice cannot be read ({left_out[index]}); "
                         f"without it the series has a gap between {slices[before].header.path} and "
                         f"{slices[after].header.path}")
     logger.warning("series shorter than its files: %d of %d slices read, left out at the ends: %s",
