@@ -93,3 +93,14 @@ def test_files_that_are_not_slices_are_still_passed_over(tmp_path):
     (tmp_path / "scan.json").write_text("{}")
     volume = read_series(tmp_path)
     assert volume.shape == (3, 8, 8) and volume.meta["files"] == files and volume.meta["left_out"] == []
+
+
+def test_text_files_without_suffix_are_passed_over_but_binary_junk_is_not(tmp_path):
+    files = _series(tmp_path, count=3)
+    (tmp_path / "README").write_text("exported by the scanner\n")
+    (tmp_path / "1.2.840.10008.5").write_text("a text note named like a UID\n")
+    assert read_series(tmp_path).meta["files"] == files
+    (tmp_path / "IM0004").write_bytes(b"\x00\x01" * 100)  # a slice file with its content lost
+    with pytest.raises(DataError) as info:
+        read_series(tmp_path)
+    assert info.value.path == str(tmp_path / "IM0004")

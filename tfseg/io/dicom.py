@@ -969,9 +969,23 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 
 
 def _named_like_dicom(path):
-    """True for a name DICOM files use: a DICOM suffix, no suffix, or a numeric one (UID names)."""
+    """True for a file that should have been a DICOM slice: a DICOM suffix, or no suffix or a numeric
+    one (names made of UIDs or counters) on a file that is not plain text (README, LICENSE)."""
     suffix = Path(path).suffix.lower()
-    return suffix in DICOM_SUFFIXES or suffix == "" or suffix[1:].isdigit()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix and not suffix[1:].isdigit():
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return True
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return "\x00" in text
 
 
 def _image_class(ds):
