@@ -8,12 +8,12 @@ leaving out the patients of the classification stage.
 
     config = SlicesConfig()
     dist = workflow_distribution(config.distribute)
-    cases = find_cases(config)
-    train, val = extract(config, cases)                 # Slice records, decoded once
-    train_ds, val_ds = make_datasets(config, train, val, dist)
+    cases = find_data(config)
+    train_slices, val_slices = extract(config, cases)   # Slice records, decoded once
+    train_ds, val_ds = make_datasets(config, train_slices, val_slices, dist)
     model = build(config, dist)
-    history, seconds = train_model(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, val, seconds)
+    history, seconds = train(config, model, train_ds, val_ds, dist)
+    metrics = evaluate(config, model, val_slices, seconds)
     export(config, model, metrics, dist)
 
 Example:
@@ -27,16 +27,14 @@ import numpy as np
 
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
+from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
+from tfseg.workflows.outputs import headline_metrics
 
 logger = logging.getLogger(__name__)
 
 REGION_NAMES = ("WT", "ET")
-
-#: `--paper`: the published sizes (224x224, DenseNet121 from ImageNet, 10 frozen warm-up epochs).
-PAPER_SIZES = {"slices.image_size": 224, "model.weights": "imagenet", "model.freeze_epochs": 10,
-               "model.options": {}, "train.epochs": 40, "train.batch_size": 16, "train.learning_rate": 1e-4}
-
+CLASS_NAMES = REGION_NAMES
 
 @dataclasses.dataclass
 class SliceSection:
@@ -59,27 +57,23 @@ class SliceSection:
 
 
 @dataclasses.dataclass
-class ModelSection:
-    """UNet++ (or another registered 2D builder), its encoder, weights and encoder warm-up."""
+class ModelSection(sections.ModelSection):
+    """UNet++ with a DenseNet121 encoder and a 10-epoch frozen-encoder warm-up (with pretrained weights)."""
 
     name: str = "unet_plus_plus"
-    encoder: str = "densenet121"
-    weights: str | None = None
+    encoder: str | None = "densenet121"
     freeze_epochs: int = 10
-    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
-class TrainSection:
+class TrainSection(sections.TrainSection):
     """Adam with cosine decay; batch soft Dice + binary cross-entropy on the two sigmoid masks."""
 
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 1e-4
-    loss: str = choice("dice_bce", ("dice", "dice_bce"))
-    mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    lr_schedule: str = choice("cosine", tuple(sections.SCHEDULES))
+    loss: str = choice("dice_bce", tuple(sections.LOSSES))
 
 
 @dataclasses.dataclass
@@ -95,7 +89,28 @@ class SlicesConfig:
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
 
-def find_cases(config):
+CONFIG_CLASS = SlicesConfig
+
+#: The built-in CPU defaults: 96x96 slices of 20 synthetic 96x96x40 cases, the DenseNet121 encoder
+#: (random weights, so no frozen warm-up) with a narrow decoder, Adam 1e-3, 16 epochs.
+CPU_DEFAULTS = SlicesConfig(
+    data=CaseSource(synthetic_cases=20, synthetic_shape=(96, 96, 40), val_fraction=0.2, test_fraction=0.0),
+    slices=SliceSection(image_size=96),
+    model=ModelSection(options={"decoder_filters": [64, 32, 32, 16, 16]}),
+    train=TrainSection(epochs=16, batch_size=16, learning_rate=1e-3),
+    output_dir="runs/brats_unetpp_slices",
+)
+
+#: `--paper`: the RSNA-MICCAI stage-1 settings: 224x224 slices in three planes with tumour/brain
+#: ratio > 0.01, UNet++ DenseNet121 from ImageNet, WT and ET outputs, the encoder frozen for 10
+#: epochs then fine-tuned, more than 180 epochs in all, 20% of the patients held out.
+PAPER = {"slices.image_size": 224, "slices.min_ratio": 0.01, "slices.planes": ("axial", "coronal", "sagittal"),
+         "model.name": "unet_plus_plus", "model.encoder": "densenet121", "model.weights": "imagenet",
+         "model.freeze_epochs": 10, "model.options": {}, "train.epochs": 200, "train.batch_size": 16,
+         "train.learning_rate": 1e-4, "data.val_fraction": 0.2, "data.test_fraction": 0.0}
+
+
+def find_data(config):
     """Training and validation cases (FLAIR, T1c, T2), split by patient, excluded patients left out."""
     from tfseg.workflows.brats_cases import find_cases as find
 
@@ -148,7 +163,7 @@ def make_datasets(config, train, val, dist=None):
 def build(config, dist=None):
     """UNet++ (DenseNet121 encoder by default) with two sigmoid outputs."""
     from tfseg.models import build_model
-    from tfseg.workflows.common import mixed_precision, scope
+    from tfseg.training.phases import mixed_precision, scope
 
     mixed_precision(config.train.mixed_precision)
     size = config.slices.image_size
@@ -160,44 +175,30 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def make_metrics():
-    """Dice and IoU of each mask."""
-    from tfseg.metrics import DiceScore, IoUScore
-
-    metrics = []
-    for i, name in enumerate(REGION_NAMES):
-        metrics += [DiceScore(num_classes=2, class_id=i, mode="sigmoid", name=f"dice_{name.lower()}"),
-                    IoUScore(num_classes=2, class_id=i, mode="sigmoid", name=f"iou_{name.lower()}")]
-    return metrics
-
-
-def train_model(config, model, train_ds, val_ds, dist):
+def train(config, model, train_ds, val_ds, dist=None):
     """Warm up the decoder on a frozen encoder (`model.freeze_epochs`, with pretrained weights), then fine-tune.
 
     Returns `(history, seconds)`. A randomly initialized encoder is never frozen (nothing to keep).
+    The Dice is taken over the whole batch (segmentation_models_pytorch's DiceLoss): most slices
+    have no ET, and a per-slice Dice of an empty channel gives almost no gradient to clear the
+    background.
     """
-    import keras
-
-    from tfseg.losses import DiceCrossEntropyLoss, DiceLoss
     from tfseg.models.unet import set_encoder_trainable
     from tfseg.training import set_seed
-    from tfseg.workflows.common import fit_phases, loss_scaled
+    from tfseg.training.phases import fit_phases
+    from tfseg.training.registries import make_loss, make_metrics, make_optimizer
 
     set_seed(config.train.seed)
     freeze = config.model.freeze_epochs if config.model.weights else 0
     if config.model.freeze_epochs and not config.model.weights:
         logger.info("no pretrained encoder weights: training everything from the first epoch")
-    rate = dist.learning_rate(config.train.learning_rate) if dist is not None else config.train.learning_rate
-    steps = max(1, config.train.epochs * int(train_ds.cardinality()))
-    schedule = keras.optimizers.schedules.CosineDecay(rate, steps, alpha=0.05)
-    optimizer = loss_scaled(keras.optimizers.Adam(schedule), config.train.mixed_precision)
-    # Dice over the whole batch (segmentation_models_pytorch's DiceLoss): most slices have no ET, and a
-    # per-slice Dice of an empty channel gives almost no gradient to clear the background.
-    loss = (DiceLoss(mode="sigmoid", batch_dice=True) if config.train.loss == "dice"
-            else DiceCrossEntropyLoss(mode="sigmoid", batch_dice=True))
-    return fit_phases(dist, model, loss, optimizer, make_metrics(), train_ds, val_ds, epochs=config.train.epochs,
-                      output_dir=config.output_dir, monitor="val_dice_wt" if val_ds is not None else "dice_wt",
-                      freeze_epochs=freeze, set_encoder_trainable=set_encoder_trainable, resume=config.resume,
+    rate = dist.learning_rate(config.train.learning_rate) if dist is not None else None
+    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), rate)
+    loss = make_loss(config.train.loss, mode="sigmoid", batch_dice=True)
+    return fit_phases(dist, model, loss, optimizer, make_metrics(("dice", "iou"), REGION_NAMES, mode="sigmoid"),
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
+                      monitor="val_dice_wt" if val_ds is not None else "dice_wt", freeze_epochs=freeze,
+                      set_encoder_trainable=set_encoder_trainable, resume=config.resume,
                       verbose=config.train.verbose)
 
 
@@ -220,8 +221,9 @@ def evaluate(config, model, val, train_seconds=None):
     whole validation set is not reported: it is dominated by the small probabilities of the many
     background pixels, not by the masks.
     """
+    from tfseg.export.savedmodel import serving_callable
     from tfseg.metrics import segmentation_scores
-    from tfseg.workflows.common import plot_curves, serving_callable
+    from tfseg.viz.curves import plot_run_curves
 
     serve = serving_callable(model, serving_spec(config))
     counts = {name: [] for name in REGION_NAMES}
@@ -239,15 +241,17 @@ def evaluate(config, model, val, train_seconds=None):
         key = name.lower()
         metrics[f"val_dice_{key}"] = float(scores["dice"][1])
         metrics[f"val_iou_{key}"] = float(scores["iou"][1])
+        metrics[f"val_precision_{key}"] = float(scores["precision"][1])
+        metrics[f"val_recall_{key}"] = float(scores["recall"][1])
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
-    plot_curves(config.output_dir)
-    return metrics
+    plot_run_curves(config.output_dir)
+    return headline_metrics(metrics, REGION_NAMES)
 
 
 def export(config, model, metrics, dist=None):
     """Write `model.keras`, `saved_model/`, `metrics.json` and `config.json` (chief only)."""
-    from tfseg.workflows.common import write_run_outputs
+    from tfseg.workflows.outputs import write_run_outputs
 
     write_run_outputs(config, model, serving_spec(config, metrics), metrics, dist)
 
@@ -258,14 +262,14 @@ def run(config):
 
     dist = workflow_distribution(config.distribute)
     with dist.chief_first():  # the chief writes the synthetic dataset, if any
-        cases = find_cases(config)
-    train, val = extract(config, cases)
-    train_ds, val_ds = make_datasets(config, train, val, dist)
+        cases = find_data(config)
+    train_slices, val_slices = extract(config, cases)
+    train_ds, val_ds = make_datasets(config, train_slices, val_slices, dist)
     model = build(config, dist)
-    history, seconds = train_model(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, val, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, val_ds, dist)
+    metrics = evaluate(config, model, val_slices, seconds) if dist.is_chief else {}
     if metrics:
-        metrics.update(train_slices=len(train), train_cases=len(cases.train), val_cases=len(cases.val),
+        metrics.update(train_slices=len(train_slices), train_cases=len(cases.train), val_cases=len(cases.val),
                        synthetic_data=cases.synthetic, skipped_records=len(cases.problems))
     export(config, model, metrics, dist)
     return metrics
@@ -273,7 +277,7 @@ def run(config):
 
 def summary_table(metrics):
     """Dice and IoU of WT and ET on the validation slices."""
-    from tfseg.workflows.common import format_rows
+    from tfseg.reports import format_rows
 
     rows = [("model", metrics.get("model", "")),
             ("validation slices", str(metrics["val_slices"]))]
@@ -285,13 +289,7 @@ def summary_table(metrics):
 
 
 def add_arguments(parser, defaults):
-    """The recipe's flags; each overrides the matching config field."""
-    from tfseg.workflows.common import add_common_arguments
-
-    train = defaults.train
-    add_common_arguments(parser, train.epochs, train.batch_size, train.learning_rate, defaults.output_dir,
-                         train.seed, defaults.data.on_error, defaults.distribute,
-                         config_help="JSON config (fields as in SlicesConfig); flags override it")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`)."""
     parser.add_argument("--data-dir", help="a BraTS 2018-2021 release folder (default: synthetic data)")
     parser.add_argument("--exclude-cases", help="text file of case ids to leave out (e.g. the stage-2 patients)")
     parser.add_argument("--image-size", type=int, help=f"slice side, a multiple of 32 ({defaults.slices.image_size})")
@@ -306,12 +304,9 @@ def add_arguments(parser, defaults):
     return parser
 
 
-def config_from_args(args, defaults):
-    """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.workflows.common import load_with_overrides
-
-    return load_with_overrides(args, defaults, SlicesConfig, {
-        "data.data_dir": args.data_dir, "data.exclude_cases": args.exclude_cases,
-        "slices.image_size": args.image_size, "slices.min_ratio": args.min_ratio, "model.encoder": args.encoder,
-        "model.weights": args.weights, "model.freeze_epochs": args.freeze_epochs,
-        "train.mixed_precision": args.mixed_precision})
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags."""
+    return {"data.data_dir": args.data_dir, "data.exclude_cases": args.exclude_cases,
+            "slices.image_size": args.image_size, "slices.min_ratio": args.min_ratio, "model.encoder": args.encoder,
+            "model.weights": args.weights, "model.freeze_epochs": args.freeze_epochs,
+            "train.mixed_precision": args.mixed_precision}
