@@ -120,3 +120,26 @@ def test_tiff_claiming_60000_squared_is_refused_without_allocating(tmp_path):
     peak = _peak_mb(lambda: errors.append(pytest.raises(DataError, read_image, path)))
     assert "claim 3600000000 bytes of pixels (60000, 60000)" in str(errors[0].value)
     assert peak < 50, f"peak {peak:.0f} MB"
+
+
+def test_png_claiming_160_megapixels_is_refused_without_decoding(tmp_path):
+    import struct
+    import warnings
+    import zlib
+
+    from PIL import Image
+
+    from tfseg.io.images import read_image
+
+    path = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[16:24] = struct.pack(">II", 20000, 8000)  # IHDR width, height (under Pillow's bomb limit)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    path.write_bytes(bytes(raw))
+    errors = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning, on the code before the check
+        peak = _peak_mb(lambda: errors.append(pytest.raises(DataError, read_image, path)))
+    assert "claims 20000x8000 pixels, more than a PNG of" in str(errors[0].value)
+    assert peak < 50, f"peak {peak:.0f} MB"

@@ -29,7 +29,7 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from tfseg.errors import ConfigError, DataError
-from tfseg.io.limits import check_volume_bytes
+from tfseg.io.limits import DEFLATE_MAX_RATIO, check_volume_bytes
 from tfseg.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -99,10 +99,27 @@ def _check_tiff_size(path, series):
                               f"{'compressed ' if compressed else ''}strips hold {stored} bytes")
 
 
+def _check_pil_size(path, image):
+    """Refuse, before decoding, an image larger than the limit, or a PNG its file cannot hold.
+
+    A PNG's pixels are deflated: the file holds at least `1 / 1032` of them (at 1 bit per pixel,
+    the least any PNG stores). Other formats rely on the limit and Pillow's own bomb check.
+    """
+    width, height = image.size
+    check_volume_bytes(path, width * height * 4 * len(image.getbands()))
+    if image.format == "PNG":
+        least = height * (1 + (width + 7) // 8)
+        size = os.path.getsize(path)
+        if least > size * DEFLATE_MAX_RATIO + 1024:
+            raise DataError(path, f"cannot decode image data, truncated or corrupt file: its header claims "
+                                  f"{width}x{height} pixels, more than a PNG of {size} bytes can hold")
+
+
 def _read_pil(path):
     with Image.open(path) as image:
         if getattr(image, "n_frames", 1) > 1:
             raise DataError(path, f"file holds {image.n_frames} frames; expected one 2D image")
+        _check_pil_size(path, image)
         image.load()  # decode now, so that a truncated file fails here
         mode = image.mode
         if mode == "P":
