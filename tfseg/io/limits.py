@@ -81,6 +81,17 @@ def check_file_holds(path, n_bytes, what="voxel data"):
 
     Raises:
         DataError: the file is shorter than that, or its gzip stream is damaged.
+
+    Example:
+        >>> import gzip, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "v.nii.gz")
+        >>> with gzip.open(path, "wb") as handle:
+        ...     _ = handle.write(bytes(1000))
+        >>> check_file_holds(path, 1000)
+        >>> check_file_holds(path, 2000)
+        Traceback (most recent call last):
+        ...
+        tfseg.errors.DataError: ...v.nii.gz: the file is truncated or corrupt: its header claims 2000 bytes (with the voxel data), the gzip stream inflates to 1000
     """
     name = os.fspath(path)
     size = os.path.getsize(name)
