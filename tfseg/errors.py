@@ -35,3 +35,16 @@ class DataError(TfsegError, ValueError):
 
 class ConfigError(TfsegError, ValueError):
     """A configuration value (JSON config, CLI flag or builder argument) is invalid."""
+
+
+def shorten(value, limit=80):
+    """`value` as text for an error message, cut to `limit` characters (ending in "...").
+
+    Messages quote what was found in a file; a garbage token can be megabytes long.
+
+    Example:
+        >>> shorten("9" * 100, limit=10)
+        '9999999...'
+    """
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -125,4 +125,6 @@ def test_overlay_pngs_and_errors(tmp_path):
     with pytest.raises(DataError, match="NaN"):
         write_overlay_png(tmp_path / "bad.png", np.full((4, 4), np.nan))
     assert not (tmp_path / "bad.png").exists()
-    assert safe_file_name("../x") == "_x"
+    assert safe_file_name("a/b c") == "a_b_c"
+    with pytest.raises(DataError, match="leaves the output folder"):
+        safe_file_name("../x")

@@ -272,9 +272,9 @@ def test_fcn8s_imagenet_errors(monkeypatch):
         fcn8s((32, 32, 3), weights="imagenet", fc_units=8)
 
 
-# Caffe-converted AlexNet .npy files, with shapes scaled to a tiny network.
+# Caffe-converted AlexNet weights (.npz of plain arrays), with shapes scaled to a tiny network.
 
-def alexnet_npy_dict(in_channels=3, fc=TINY["fc_units"], seed=5):
+def alexnet_caffe_dict(in_channels=3, fc=TINY["fc_units"], seed=5):
     """Arrays in the layout of bvlc_alexnet.npy: conv W (kh, kw, in/groups, out), fc W (inputs, out)."""
     rng = np.random.default_rng(seed)
     c1, c2, c3, c4, c5 = ALEX_TINY
@@ -285,15 +285,14 @@ def alexnet_npy_dict(in_channels=3, fc=TINY["fc_units"], seed=5):
             for name, shape in shapes.items()}
 
 
-def save_npy(path, params):
-    np.save(path, params, allow_pickle=True)
-    return str(path)
+def save_npz(path, params):
+    return str(weights_lib.save_caffe_npz(str(path), params))
 
 
 @pytest.mark.parametrize("channels", [3, 1])
 def test_fcn_alexnet_loads_caffe_npy(tmp_path, channels):
-    params = alexnet_npy_dict()
-    path = save_npy(tmp_path / "bvlc_alexnet.npy", params)
+    params = alexnet_caffe_dict()
+    path = save_npz(tmp_path / "bvlc_alexnet.npz", params)
     model = fcn_alexnet((64, 64, channels), num_classes=2, weights=path, **TINY)
     for name in ("conv2", "conv3", "conv4", "conv5", "fc7"):
         kernel, bias = model.get_layer(name).get_weights()
@@ -311,47 +310,50 @@ def test_fcn_alexnet_loads_caffe_npy(tmp_path, channels):
 
 
 def test_fcn_alexnet_npy_as_dict_of_weights_and_biases(tmp_path):
-    params = alexnet_npy_dict()
-    path = save_npy(tmp_path / "caffe_tf.npy", {k: {"weights": w, "biases": b} for k, (w, b) in params.items()})
+    params = alexnet_caffe_dict()
+    path = save_npz(tmp_path / "caffe_tf.npz", {k: {"weights": w, "biases": b} for k, (w, b) in params.items()})
     model = fcn_alexnet((64, 64, 3), weights=path, **TINY)
     np.testing.assert_array_equal(model.get_layer("conv3").get_weights()[0], params["conv3"][0])
 
 
 def test_fcn_alexnet_npy_mismatch_names_file_layer_and_shapes(tmp_path):
-    params = alexnet_npy_dict()
+    params = alexnet_caffe_dict()
     params["conv3"][0] = params["conv3"][0][:, :, :, :40]
-    path = save_npy(tmp_path / "bvlc_alexnet.npy", params)
+    path = save_npz(tmp_path / "bvlc_alexnet.npz", params)
     c2, c3 = ALEX_TINY[1], ALEX_TINY[2]
-    with pytest.raises(DataError, match=rf"bvlc_alexnet\.npy: layer 'conv3'.*file shape \(3, 3, {c2}, 40\), "
+    with pytest.raises(DataError, match=rf"bvlc_alexnet\.npz: layer 'conv3'.*file shape \(3, 3, {c2}, 40\), "
                                         rf"model shape \(3, 3, {c2}, {c3}\)"):
         fcn_alexnet((64, 64, 3), weights=path, **TINY)
     # a file for wider fully connected layers does not fit
-    path = save_npy(tmp_path / "wide_fc.npy", alexnet_npy_dict(fc=32))
-    with pytest.raises(DataError, match=rf"wide_fc\.npy: layer 'fc6'.*file shape \({6 * 6 * ALEX_TINY[4]}, 32\)"):
+    path = save_npz(tmp_path / "wide_fc.npz", alexnet_caffe_dict(fc=32))
+    with pytest.raises(DataError, match=rf"wide_fc\.npz: layer 'fc6'.*file shape \({6 * 6 * ALEX_TINY[4]}, 32\)"):
         fcn_alexnet((64, 64, 3), weights=path, **TINY)
 
 
 def test_fcn_alexnet_npy_missing_layer_or_not_a_dict(tmp_path):
-    params = alexnet_npy_dict()
+    params = alexnet_caffe_dict()
     del params["conv4"]
-    path = save_npy(tmp_path / "partial.npy", params)
-    with pytest.raises(DataError, match=r"partial\.npy: has no weights for layer 'conv4'"):
+    path = save_npz(tmp_path / "partial.npz", params)
+    with pytest.raises(DataError, match=r"partial\.npz: has no weights for layer 'conv4'"):
         fcn_alexnet((64, 64, 3), weights=path, **TINY)
-    path = save_npy(tmp_path / "array.npy", np.zeros((3, 3)))
-    with pytest.raises(DataError, match=r"array\.npy: expected a pickled dict"):
-        fcn_alexnet((64, 64, 3), weights=path, **TINY)
-    with pytest.raises(DataError, match=r"does not load Caffe \.npy weights"):
-        fcn8s((64, 64, 3), weights=save_npy(tmp_path / "alex.npy", alexnet_npy_dict()), **TINY)
+    np.save(tmp_path / "array.npy", np.zeros((3, 3)))
+    with pytest.raises(DataError, match=r"array\.npy: holds one float64 array of shape \(3, 3\), not a dict"):
+        fcn_alexnet((64, 64, 3), weights=tmp_path / "array.npy", **TINY)
+    np.savez(tmp_path / "odd.npz", conv1=np.zeros(3))
+    with pytest.raises(DataError, match=r"odd\.npz: key 'conv1' is not '<layer>/0'"):
+        fcn_alexnet((64, 64, 3), weights=tmp_path / "odd.npz", **TINY)
+    with pytest.raises(DataError, match=r"does not load Caffe weights"):
+        fcn8s((64, 64, 3), weights=save_npz(tmp_path / "alex.npz", alexnet_caffe_dict()), **TINY)
 
 
 def test_fcn_alexnet_imagenet_is_a_config_error():
-    with pytest.raises(ConfigError, match="no AlexNet.*bvlc_alexnet.npy"):
+    with pytest.raises(ConfigError, match="no AlexNet.*bvlc_alexnet.npz"):
         fcn_alexnet((64, 64, 3), weights="imagenet", **TINY)
 
 
 def test_pathlike_weights_are_accepted(tmp_path):
-    save_npy(tmp_path / "bvlc_alexnet.npy", alexnet_npy_dict())
-    model = fcn_alexnet((64, 64, 3), weights=tmp_path / "bvlc_alexnet.npy", **TINY)
+    save_npz(tmp_path / "bvlc_alexnet.npz", alexnet_caffe_dict())
+    model = fcn_alexnet((64, 64, 3), weights=tmp_path / "bvlc_alexnet.npz", **TINY)
     assert model.get_layer("conv1").get_weights()[0].shape == (11, 11, 3, ALEX_TINY[0])
 
 

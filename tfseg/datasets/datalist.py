@@ -32,8 +32,9 @@ from typing import Optional, Tuple
 from tfseg.datasets import splits
 from tfseg.datasets.brats import parse_name
 from tfseg.utils.problems import problem_log
-from tfseg.errors import ConfigError, DataError
+from tfseg.errors import ConfigError, DataError, shorten
 from tfseg.utils.atomic import atomic_write_json
+from tfseg.utils.paths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +107,21 @@ def _parse_entry(entry, where, json_path, base_dir):
     if _is_path(image):
         image = [image]
     if not isinstance(image, list) or not image or not all(_is_path(p) for p in image):
-        raise DataError(json_path, f"{where}.image: expected a path or a list of paths, got {image!r}")
+        raise DataError(json_path, f"{where}.image: expected a path or a list of paths, got {shorten(repr(image))}")
     label = entry.get("label")
     if label is not None and not _is_path(label):
-        raise DataError(json_path, f"{where}.label: expected a path or null, got {label!r}")
+        raise DataError(json_path, f"{where}.label: expected a path or null, got {shorten(repr(label))}")
     case_id = None
     for key in _ID_KEYS:
         if key in entry:
             value = entry[key]
             if not _is_path(value) and (not isinstance(value, int) or isinstance(value, bool)):
-                raise DataError(json_path, f"{where}.{key}: expected a string, got {value!r}")
+                raise DataError(json_path, f"{where}.{key}: expected a string, got {shorten(repr(value))}")
             case_id = str(value)
+            try:
+                safe_name(case_id)  # it names output files: refused here, before any work
+            except DataError as error:
+                raise DataError(json_path, f"{where}.{key}: {error.reason}: {shorten(repr(case_id))}") from None
             break
     images = tuple(_resolve(p, base_dir) for p in image)
     label = None if label is None else _resolve(label, base_dir)

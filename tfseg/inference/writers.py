@@ -25,13 +25,13 @@ Example:
 """
 import logging
 import os
-import re
 
 import numpy as np
 
 from tfseg.errors import ConfigError, DataError
 from tfseg.utils.atomic import atomic_path
 from tfseg.utils.hdf5 import open_hdf5
+from tfseg.utils.paths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +171,11 @@ def read_predictions_hdf5(path, with_attrs=False):
 
 
 def safe_file_name(case_id):
-    """A file name for a case id: characters other than letters, digits, `.`, `_`, `-` become `_`.
+    """A file name for a case id (`tfseg.utils.paths.safe_name`): characters other than letters, digits,
+    `.`, `_`, `-` become `_`; ids that try to leave the folder (`..`, absolute paths) are refused.
 
     Example:
         >>> safe_file_name("SC-HF-I-1/IM-0001 0048")
         'SC-HF-I-1_IM-0001_0048'
     """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(case_id)).strip(".")
-    return name or "_"
+    return safe_name(case_id)

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.errors import DataError
+from tfseg.errors import DataError, shorten
 from tfseg.utils.atomic import atomic_path
 
 # One number as the files write it: optional sign, digits with an optional fraction, optional
@@ -89,7 +89,7 @@ def read_contour(path):
 
     Raises:
         DataError: the file is missing, not ASCII text, empty, has a line that is not two finite
-            numbers, or holds fewer than 3 points.
+            numbers within +-1e12 pixels, or holds fewer than 3 points.
 
     Example:
         >>> import pathlib, tempfile
@@ -116,7 +116,7 @@ def read_contour(path):
             values = np.array(text.split(), dtype=np.float64)
         except ValueError:
             values = None  # a malformed token: the line-by-line pass below names it
-    if values is not None and np.isfinite(values).all():
+    if values is not None and np.isfinite(values).all() and np.abs(values).max(initial=0.0) <= _MAX_COORD:
         points = values.reshape(-1, 2)
         if len(points) >= 3:
             return points
@@ -199,11 +199,14 @@ def polygon_to_mask(points, shape):
     # The pixels that can hold an inside centre: the polygon's bounding box within the image.
     col0, col1 = max(0, math.ceil(xmin)), min(width - 1, math.floor(xmax))
     row0, row1 = max(0, math.ceil(ymin)), min(height - 1, math.floor(ymax))
-    if col0 > col1 or row0 > row1:
-        return mask
     prev[:, 1:] = xy[:, :-1]
     prev[:, 0] = xy[:, -1]
     x, y, x_prev, y_prev = work[0], work[1], work[2], work[3]
+    if col0 > col1 or row0 > row1:
+        # No centre strictly inside the box, but one may lie within 1e-12 of a vertex.
+        if not _is_degenerate(x, y, x_prev, y_prev, max(abs(xmin), abs(xmax)), max(abs(ymin), abs(ymax))):
+            _mark_vertices(mask, pts)
+        return mask
     if _is_degenerate(x, y, x_prev, y_prev, max(abs(xmin), abs(xmax)), max(abs(ymin), abs(ymax))):
         return mask
     # A vertex on (within 1e-12 of) an integer row brings the tie cases: rows through a vertex,
@@ -264,13 +267,18 @@ def polygon_to_mask(points, shape):
             inside = np.bitwise_xor.accumulate(marks.reshape(n_rows, w1), axis=1)
         mask[row0:row1 + 1, col0:col1 + 1] = inside[:, :-1]
     if special:
-        # Centres on a vertex (within 1e-12) are inside whatever the rays say.
-        vx, vy = np.rint(pts[:, 0]), np.rint(pts[:, 1])
-        hit = ((np.abs(pts[:, 0] - vx) < _VERTEX_EPS) & (np.abs(pts[:, 1] - vy) < _VERTEX_EPS)
-               & (vx >= 0) & (vx < width) & (vy >= 0) & (vy < height))
-        if hit.any():
-            mask[vy[hit].astype(np.intp), vx[hit].astype(np.intp)] = True
+        _mark_vertices(mask, pts)
     return mask
+
+
+def _mark_vertices(mask, pts):
+    """Set the pixels whose centres lie on a vertex (within 1e-12): inside whatever the rays say."""
+    height, width = mask.shape
+    vx, vy = np.rint(pts[:, 0]), np.rint(pts[:, 1])
+    hit = ((np.abs(pts[:, 0] - vx) < _VERTEX_EPS) & (np.abs(pts[:, 1] - vy) < _VERTEX_EPS)
+           & (vx >= 0) & (vx < width) & (vy >= 0) & (vy < height))
+    if hit.any():
+        mask[vy[hit].astype(np.intp), vx[hit].astype(np.intp)] = True
 
 
 def _two_ray_parity(pts, lo, hi, edge, rows, x_cross, cols, row0, col0, n_rows, w1):
@@ -410,12 +418,15 @@ def _raise_first_bad_line(path, text):
             continue
         for token in tokens:
             if not _NUMBER_RE.fullmatch(token):
-                shown = token if len(token) <= 40 else token[:37] + "..."
                 spelled = "not a finite number" if _is_nonfinite(token) else "not a number"
-                raise DataError(path, f"{shown!r} is {spelled}; {_FORMAT_HINT}", line=number)
-            if not math.isfinite(float(token)):
-                raise DataError(path, f"{token!r} is not a finite number (overflows float64)",
+                raise DataError(path, f"{shorten(token)!r} is {spelled}; {_FORMAT_HINT}", line=number)
+            value = float(token)
+            if not math.isfinite(value):
+                raise DataError(path, f"{shorten(token)!r} is not a finite number (overflows float64)",
                                 line=number)
+            if abs(value) > _MAX_COORD:
+                raise DataError(path, f"{shorten(token)!r} is beyond +-{_MAX_COORD:.0e} pixels, not a pixel "
+                                      f"coordinate", line=number)
         if len(tokens) != 2:
             raise DataError(path, f"expected two numbers 'x y', found {len(tokens)}", line=number)
         n_points += 1

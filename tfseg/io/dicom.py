@@ -58,7 +58,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from tfseg.errors import ConfigError, DataError
+from tfseg.errors import ConfigError, DataError, shorten
 from tfseg.io.volume import Volume
 from tfseg.utils.atomic import atomic_path
 from tfseg.utils.problems import ProblemLog
@@ -325,9 +325,12 @@ def _read_dataset(path, stop_before_pixels):
 def _transfer_syntax(ds):
     """The dataset's transfer syntax; for a raw dataset without file meta, the one it was read in."""
     meta = getattr(ds, "file_meta", None)
-    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    try:
+        uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    except Exception:  # a damaged file meta element
+        uid = None
     if uid:
-        return UID(uid)
+        return UID(uid if isinstance(uid, str) else str(uid))
     implicit, little = ds.original_encoding
     if implicit is None:
         return None
@@ -355,7 +358,9 @@ def _decode(ds, path, syntax):
         ds.file_meta.TransferSyntaxUID = syntax
     try:
         pixels = ds.pixel_array
-    except Exception as exc:  # decoders raise many types on damaged data
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # decoders raise many types on damaged data; Rust ones panic
         raise DataError(path, _pixel_failure_reason(syntax, exc)) from None
     try:
         if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
@@ -417,8 +422,8 @@ def _header(ds, path):
     # The values read_image applies: rescale only for grayscale without a Modality LUT Sequence.
     if (grayscale and "RescaleSlope" in ds and "RescaleIntercept" in ds
             and not _first_item(ds, "ModalityLUTSequence")):
-        slope = _number(ds, "RescaleSlope", path, float)
-        intercept = _number(ds, "RescaleIntercept", path, float)
+        slope = _required_number(ds, "RescaleSlope", path, nonzero=True)
+        intercept = _required_number(ds, "RescaleIntercept", path)
         if slope is None or intercept is None:
             slope, intercept = 1.0, 0.0
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
@@ -426,10 +431,12 @@ def _header(ds, path):
     measures = _first_item(shared, "PixelMeasuresSequence")
     plane = _first_item(shared, "PlaneOrientationSequence")
     position = _first_item(first_frame, "PlanePositionSequence")
+    _check_spacing_value(ds, path, measures)
+    pixel_spacing = _floats(ds, "PixelSpacing", 2, path, fallback=measures)
     return DicomImage(
         array=None,
         path=str(path),
-        pixel_spacing=_floats(ds, "PixelSpacing", 2, path, fallback=measures),
+        pixel_spacing=pixel_spacing,
         slice_thickness=_number(ds, "SliceThickness", path, float, fallback=measures),
         image_position=_floats(ds, "ImagePositionPatient", 3, path, fallback=position),
         image_orientation=_floats(ds, "ImageOrientationPatient", 6, path, fallback=plane),
@@ -480,6 +487,45 @@ def _number(ds, keyword, path, kind, fallback=None):
         return None
 
 
+def _required_number(ds, keyword, path, nonzero=False):
+    """A number that must be finite (and non-zero) when it is present: None when absent or empty.
+
+    Raises:
+        DataError: naming the file and the element, for NaN, infinity, or zero when `nonzero`.
+    """
+    try:
+        value = _value(ds, keyword, None)
+    except Exception:
+        value = None
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        logger.warning("%s: ignoring malformed %s (%s)", path, keyword, shorten(repr(value)))
+        return None
+    if not math.isfinite(number) or (nonzero and number == 0.0):
+        consequence = "NaN or infinite" if not math.isfinite(number) else "all the same"
+        raise DataError(path, f"{keyword} is {shorten(repr(value))}, the pixel values would be {consequence}; "
+                              f"it must be a finite{' non-zero' if nonzero else ''} number")
+    return number
+
+
+def _check_spacing_value(ds, path, fallback):
+    """Raise a DataError when PixelSpacing is present but NaN, infinite or negative.
+
+    Zero is kept: some projection radiographs store 0 for "not known" (a series refuses it).
+    """
+    try:
+        value = _value(ds, "PixelSpacing", fallback)
+        items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") else list(value)
+        numbers = [float(v) for v in items]
+    except Exception:
+        return  # absent or unparseable: logged by _floats, read as unknown
+    if not all(math.isfinite(v) and v >= 0 for v in numbers):
+        raise DataError(path, f"PixelSpacing {shorten(numbers)} must be positive finite numbers (mm)")
+
+
 def _floats(ds, keyword, count, path, fallback=None):
     """A tuple of `count` floats, or None; a malformed value is logged and read as None."""
     try:
@@ -511,8 +557,11 @@ def _text(ds, keyword):
 def _no_pixel_data_reason(ds):
     """Why a dataset without pixel data is not an image, in words: its SOP class and modality."""
     meta = getattr(ds, "file_meta", None) or {}
-    sop_class = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
-    name = UID(sop_class).name if sop_class else "unknown SOP class"
+    try:
+        sop_class = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+        name = UID(str(sop_class)).name if sop_class else "unknown SOP class"
+    except Exception:  # a damaged element: an unknown VR, a value that is not a UID
+        name = "unknown SOP class"
     modality = _text(ds, "Modality")
     if "Image" in name:
         return (f"no pixel data: this {name} file has no Pixel Data element (a header-only file, "
@@ -729,32 +778,40 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
     chosen = _choose_series(source, series_instance_uid, problems)
     where = source if isinstance(source, (str, Path)) else "DICOM files"
     slices = [chosen.slices[path] for path in chosen.files]
-    slices, affine = _arrange(slices, slice_tolerance)
-    arrays, kept = [], []
-    for item in slices:
+    try:
+        slices, affine = _arrange(slices, slice_tolerance)
+    except DataError as exc:
+        _blame_skipped(exc, problems)
+    arrays, kept, left_out = [], [], {}
+    for index, item in enumerate(slices):
         try:
             image = read_image(item.header.path)
+            if image.array.shape != (item.rows, item.cols):
+                raise DataError(item.header.path, f"pixel array of shape {image.array.shape}, "
+                                                  f"expected ({item.rows}, {item.cols})")
         except DataError as exc:
             problems.report_error(exc)
-            continue
-        if image.array.shape != (item.rows, item.cols):
-            problems.report(item.header.path, f"pixel array of shape {image.array.shape}, "
-                                              f"expected ({item.rows}, {item.cols})")
+            left_out[index] = exc.reason
             continue
         arrays.append(image.array)
         kept.append(item)
     if not kept:
         raise DataError(where, "no slice of the series could be read")
-    if len(kept) < len(slices):  # skipped slices: check the rest still forms an even stack
-        kept, affine = _arrange(kept, slice_tolerance)
+    if left_out:
+        kept, affine = _without_ends(slices, kept, left_out, slice_tolerance)
     volume = np.stack(arrays, axis=0)
     volume = _stored_type(volume, kept)
     files = [item.header.path for item in kept]
     logger.info("read series %s: %d slices of %dx%d, %s", chosen.series_instance_uid,
                 len(kept), kept[0].rows, kept[0].cols, volume.dtype)
+    if len(problems):
+        logger.warning("series %s: read as %d slices, %d file(s) left out as unreadable (meta['problems']); "
+                       "any that were slices at the ends of the series are missing from the volume",
+                       chosen.series_instance_uid, len(kept), len(problems))
     meta = {"series_instance_uid": chosen.series_instance_uid, "description": chosen.description,
             "modality": chosen.modality, "files": files,
-            "problems": [str(p) for p in problems.problems]}
+            "problems": [str(p) for p in problems.problems],
+            "left_out": [slices[index].header.path for index in sorted(left_out)]}
     path = str(source) if isinstance(source, (str, Path)) else str(Path(files[0]).parent)
     return Volume(volume, affine, header=None, path=path, meta=meta)
 
@@ -791,6 +848,49 @@ def series_geometry(source, series_instance_uid=None, slice_tolerance=0.05):
     slices, affine = _arrange([chosen.slices[path] for path in chosen.files], slice_tolerance)
     shape = (len(slices), slices[0].rows, slices[0].cols)
     return affine, shape, [item.header.path for item in slices]
+
+
+def _blame_skipped(error, problems):
+    """Re-raise a geometry error of a series with the files skipped as unreadable named first.
+
+    A slice whose header could not be read leaves a gap that shows as uneven spacing between its
+    neighbours; the file at fault is the unreadable one.
+    """
+    if not len(problems) or not ("uneven slice spacing" in error.reason or "off the line" in error.reason):
+        raise error
+    skipped = [p.path for p in problems.problems]
+    reason = "; ".join(str(p.reason) for p in problems.problems[:3])
+    raise DataError(skipped[0], f"unreadable ({shorten(reason, 200)}), left out of the series, which is then not "
+                                f"whole: {error}" + (f" (also left out: {', '.join(skipped[1:5])})"
+                                                    if len(skipped) > 1 else "")) from None
+
+
+def _without_ends(slices, kept, left_out, tolerance):
+    """The arranged series without the slices that failed to read, which may only be end slices.
+
+    A slice missing from the middle would leave a gap: refused with a DataError naming it. Slices
+    missing at the ends make a shorter volume, which is logged as a warning naming them.
+
+    Args:
+        slices: the arranged slices.
+        kept: those that were read.
+        left_out: `{index in slices: reason}` of those that were not.
+        tolerance: as `read_series`'s slice_tolerance.
+    """
+    remaining = [index for index in range(len(slices)) if index not in left_out]
+    first, last = remaining[0], remaining[-1]
+    inner = [index for index in left_out if first < index < last]
+    if inner:
+        index = inner[0]
+        before = max(i for i in remaining if i < index)
+        after = min(i for i in remaining if i > index)
+        raise DataError(slices[index].header.path,
+                        f"this slice cannot be read ({left_out[index]}); "
+                        f"without it the series has a gap between {slices[before].header.path} and "
+                        f"{slices[after].header.path}")
+    logger.warning("series shorter than its files: %d of %d slices read, left out at the ends: %s",
+                   len(kept), len(slices), ", ".join(slices[index].header.path for index in left_out))
+    return _arrange(kept, tolerance)
 
 
 def _choose_series(source, series_instance_uid, problems):
@@ -858,18 +958,22 @@ def _scan_file(path, problems, from_folder):
     try:
         ds = _read_dataset(path, stop_before_pixels=True)
     except DataError as exc:
-        if from_folder and not pydicom.misc.is_dicom(path):
-            logger.debug("%s: not DICOM, passed over", path)
+        if from_folder and not pydicom.misc.is_dicom(path) and not _named_like_dicom(path):
+            logger.info("%s: not DICOM, passed over", path)
             return None
         problems.report_error(exc)
         return None
     if "Rows" not in ds or "Columns" not in ds:
-        if from_folder:
+        if from_folder and not _image_class(ds):
             logger.info("%s: not an image (%s), passed over", path, _text(ds, "Modality") or "?")
             return None
         problems.report(path, "not an image: no Rows/Columns")
         return None
-    header = _header(ds, path)
+    try:
+        header = _header(ds, path)
+    except DataError as exc:
+        problems.report_error(exc)
+        return None
     missing = [name for name, value in (("SeriesInstanceUID", header.series_instance_uid),
                                         ("ImagePositionPatient", header.image_position),
                                         ("ImageOrientationPatient", header.image_orientation),
@@ -877,6 +981,10 @@ def _scan_file(path, problems, from_folder):
     if missing:
         problems.report(path, f"missing or malformed {', '.join(missing)}: the slice cannot be "
                               f"placed in a series")
+        return None
+    if not all(v > 0 for v in header.pixel_spacing):
+        problems.report(path, f"PixelSpacing {list(header.pixel_spacing)} must be positive to place the slice "
+                              f"in a volume")
         return None
     frames = _number(ds, "NumberOfFrames", path, int) or 1
     if frames > 1:
@@ -894,6 +1002,39 @@ def _scan_file(path, problems, from_folder):
                   modality_lut=_first_item(ds, "ModalityLUTSequence") is not None,
                   description=_text(ds, "SeriesDescription"),
                   series_number=_number(ds, "SeriesNumber", path, int))
+
+
+#: File name endings of DICOM slices; a file named so that does not parse is a damaged slice.
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
+
+
+def _named_like_dicom(path):
+    """True for a file that should have been a DICOM slice: a DICOM suffix, or no suffix or a numeric
+    one (names made of UIDs or counters) on a file that is not plain text (README, LICENSE)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in DICOM_SUFFIXES:
+        return True
+    if suffix and not suffix[1:].isdigit():
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return True
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return "\x00" in text
+
+
+def _image_class(ds):
+    """True when the dataset's SOP class is an image storage class (so it must have Rows/Columns)."""
+    try:
+        sop_class = ds.get("SOPClassUID")
+        return bool(sop_class) and "Image Storage" in UID(str(sop_class)).name
+    except Exception:
+        return False
 
 
 def _series_list(series):

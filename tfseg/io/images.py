@@ -21,6 +21,7 @@ Example:
     6
 """
 import logging
+import math
 import os
 
 import numpy as np
@@ -28,12 +29,14 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from tfseg.errors import ConfigError, DataError
+from tfseg.io.limits import DEFLATE_MAX_RATIO, check_volume_bytes
 from tfseg.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_TIFF_MAX_RATIO = 5000  # above deflate's 1032 and LZW's ~2700: a generous bound on compression
 #: File name endings `read_image` accepts (case-insensitive).
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
 _SUPPORTED = f"supported: {', '.join(IMAGE_SUFFIXES)} holding one 2D grayscale or colour image"
@@ -60,6 +63,7 @@ def _read_tiff(path):
         if not tif.series:
             raise DataError(path, "TIFF file holds no image")
         series = tif.series[0]
+        _check_tiff_size(path, series)
         array = series.asarray()
         axes = series.axes
     if len(tif.series) > 1:
@@ -72,10 +76,50 @@ def _read_tiff(path):
     return array
 
 
+def _check_tiff_size(path, series):
+    """Refuse, before allocating, a TIFF whose tags claim more pixels than the limit or its strips hold.
+
+    Uncompressed strips must hold the pixels; compressed ones may inflate `_TIFF_MAX_RATIO` times at
+    most. Strip byte counts are only counted as far as the file reaches.
+    """
+    n_bytes = math.prod(int(d) for d in series.shape) * np.dtype(series.dtype).itemsize
+    check_volume_bytes(path, n_bytes)
+    size = os.path.getsize(path)
+    stored, compressed = 0, False
+    for page in series.pages:
+        if page is None:
+            continue
+        keyframe = getattr(page, "keyframe", None) or page
+        compressed = compressed or int(keyframe.compression) != 1
+        for offset, count in zip(page.dataoffsets, page.databytecounts):
+            stored += max(0, min(int(count), size - int(offset)))
+    if stored and n_bytes > stored * (_TIFF_MAX_RATIO if compressed else 1) + 1024:
+        raise DataError(path, f"cannot decode image data, truncated or corrupt file: its TIFF tags claim "
+                              f"{n_bytes} bytes of pixels {tuple(series.shape)}, its "
+                              f"{'compressed ' if compressed else ''}strips hold {stored} bytes")
+
+
+def _check_pil_size(path, image):
+    """Refuse, before decoding, an image larger than the limit, or a PNG its file cannot hold.
+
+    A PNG's pixels are deflated: the file holds at least `1 / 1032` of them (at 1 bit per pixel,
+    the least any PNG stores). Other formats rely on the limit and Pillow's own bomb check.
+    """
+    width, height = image.size
+    check_volume_bytes(path, width * height * 4 * len(image.getbands()))
+    if image.format == "PNG":
+        least = height * (1 + (width + 7) // 8)
+        size = os.path.getsize(path)
+        if least > size * DEFLATE_MAX_RATIO + 1024:
+            raise DataError(path, f"cannot decode image data, truncated or corrupt file: its header claims "
+                                  f"{width}x{height} pixels, more than a PNG of {size} bytes can hold")
+
+
 def _read_pil(path):
     with Image.open(path) as image:
         if getattr(image, "n_frames", 1) > 1:
             raise DataError(path, f"file holds {image.n_frames} frames; expected one 2D image")
+        _check_pil_size(path, image)
         image.load()  # decode now, so that a truncated file fails here
         mode = image.mode
         if mode == "P":

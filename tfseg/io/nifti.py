@@ -34,11 +34,9 @@ Example:
     (2, [1.5, 1.0, 2.0])
 """
 import dataclasses
-import gzip
 import logging
 import math
 import os
-import zlib
 
 import nibabel as nib
 import numpy as np
@@ -46,6 +44,7 @@ from nibabel import orientations as ornt_lib
 from scipy import ndimage
 
 from tfseg.errors import ConfigError, DataError
+from tfseg.io.limits import check_file_holds, check_volume_bytes
 from tfseg.io.volume import Volume
 from tfseg.utils.atomic import atomic_path
 
@@ -98,6 +97,7 @@ def read_nifti(path, dtype=None):
     ndim = len(img.shape)
     if ndim not in (3, 4):
         raise DataError(path, f"has {ndim} dimensions {tuple(img.shape)}; {_SUPPORTED}")
+    _check_claimed_size(path, img, dtype)
     try:
         if dtype is not None and np.dtype(dtype).kind == "f":
             data = img.get_fdata(dtype=np.dtype(dtype))
@@ -105,15 +105,45 @@ def read_nifti(path, dtype=None):
             data = np.asanyarray(img.dataobj)
             if dtype is not None:
                 data = data.astype(dtype)
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
+        if data.dtype.byteorder not in ("=", "|"):
+            data = data.astype(data.dtype.newbyteorder("="))
+        array = to_memory(data)
+    except Exception as exc:  # nibabel and numpy raise many types on damaged data
         raise DataError(path, f"cannot read the voxel data, the file is truncated or corrupt "
-                              f"({type(exc).__name__}: {exc})") from None
-    if data.dtype.byteorder not in ("=", "|"):
-        data = data.astype(data.dtype.newbyteorder("="))
+                              f"({_describe(exc)})") from None
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise DataError(path, f"the affine is not a valid voxel-to-world transform:\n{affine}")
-    return Volume(to_memory(data), affine, header=img.header, path=str(path))
+    return Volume(array, affine, header=img.header, path=str(path))
+
+
+def _describe(exc):
+    """`Type: message` on one line, at most about 200 characters."""
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_claimed_size(path, img, dtype):
+    """Refuse, before any allocation, a volume larger than the limit or than its file can hold."""
+    header = img.header
+    shape = tuple(int(d) for d in header.get_data_shape())
+    if any(d <= 0 for d in shape):
+        raise DataError(path, f"the header gives a zero or negative dimension {shape}")
+    disk = header.get_data_dtype()
+    if disk.fields is not None and dtype is not None and np.dtype(dtype).fields is None:
+        raise DataError(path, f"holds {disk} (colour) voxels, which cannot be read as {np.dtype(dtype)}; "
+                              f"read with dtype=None")
+    voxels = math.prod(shape)
+    slope, inter = header.get_slope_inter()
+    scaled = (slope is not None and slope != 1) or (inter is not None and inter != 0)
+    if dtype is not None:
+        out = np.dtype(dtype).itemsize
+    else:
+        out = 8 if scaled else disk.itemsize
+    check_volume_bytes(path, voxels * max(out, disk.itemsize))
+    check_file_holds(path, int(header.get_data_offset()) + voxels * disk.itemsize)
 
 
 def open_nifti(path):
@@ -141,13 +171,15 @@ def _load(path):
         raise DataError(path, "file not found")
     if os.path.isdir(name):
         raise DataError(path, "is a folder, not a NIfTI file")
+    if not name.lower().endswith(SUFFIXES):
+        raise DataError(path, f"not a NIfTI file name; {_SUPPORTED}")
     try:
         img = nib.load(name)
     except nib.filebasedimages.ImageFileError as exc:
-        raise DataError(path, f"not a NIfTI file nibabel can read ({exc}); {_SUPPORTED}") from None
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(path, f"not a NIfTI file nibabel can read ({_describe(exc)}); {_SUPPORTED}") from None
+    except Exception as exc:  # nibabel raises many types (HeaderDataError, OSError, zlib.error...)
         raise DataError(path, f"cannot read the header, the file is truncated or corrupt "
-                              f"({type(exc).__name__}: {exc})") from None
+                              f"({_describe(exc)})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DataError(path, f"is a {type(img).__name__}, not a NIfTI volume; {_SUPPORTED}")
     return img

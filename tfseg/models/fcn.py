@@ -37,7 +37,7 @@ VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 #: AlexNet's convolutions: (name, filters, kernel, stride, groups, LRN + max-pool after it).
 ALEXNET_CONVS = (("conv1", 96, 11, 4, 1, True), ("conv2", 256, 5, 1, 2, True), ("conv3", 384, 3, 1, 1, False),
                  ("conv4", 384, 3, 1, 2, False), ("conv5", 256, 3, 1, 2, False))
-#: The AlexNet layers a Caffe-converted .npy file must provide (fc8 is class-specific and skipped).
+#: The AlexNet layers a Caffe-converted .npz file must provide (fc8 is class-specific and skipped).
 ALEXNET_PRETRAINED_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 
 
@@ -182,7 +182,8 @@ def fcn_alexnet(input_shape=(256, 256, 3), num_classes=2, weights=None, fc_units
         num_classes: output channels.
         weights: None (random), or the path of a `.weights.h5` saved from this builder with the
             same arguments, of a `.keras`/legacy `.h5` file (weights copied by layer name and shape),
-            or of a Caffe-converted `bvlc_alexnet.npy` (`{layer: [W, b]}`; conv1-conv5, fc6 and fc7
+            or of Caffe-converted AlexNet weights as `.npz` (`save_caffe_npz` of `bvlc_alexnet.npy`,
+            `{layer: [W, b]}`; a pickled `.npy` is refused, never unpickled; conv1-conv5, fc6 and fc7
             are loaded, fc6/fc7 reshaped into convolutions, fc8 skipped; conv1 is summed over its
             colour inputs for a 1-channel model; the Caffe weights expect BGR, mean-subtracted
             0-255 input). keras.applications has no AlexNet, so "imagenet" is not accepted.
@@ -211,7 +212,7 @@ def fcn_alexnet(input_shape=(256, 256, 3), num_classes=2, weights=None, fc_units
     weights = _check_weights(name, weights)
     if weights == "imagenet":
         raise ConfigError(f"{name}: keras.applications has no AlexNet, so weights='imagenet' is not available; pass "
-                          "the path of a Caffe-converted bvlc_alexnet.npy ({layer: [W, b]}) instead")
+                          "the path of a Caffe-converted bvlc_alexnet.npz (see tfseg.models.weights.save_caffe_npz) instead")
 
     inputs = keras.Input(input_shape, name="image")
     x = inputs
@@ -227,5 +228,5 @@ def fcn_alexnet(input_shape=(256, 256, 3), num_classes=2, weights=None, fc_units
     model = keras.Model(inputs, _output(x, output_activation), name=name)
 
     if weights is not None:
-        weights_lib.load_weights_file(model, weights, npy_layers=ALEXNET_PRETRAINED_LAYERS)
+        weights_lib.load_weights_file(model, weights, caffe_layers=ALEXNET_PRETRAINED_LAYERS)
     return model

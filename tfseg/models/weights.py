@@ -12,12 +12,17 @@ Formats:
   number of classes changed: the usual transfer-learning case).
 - `.h5` / `.hdf5`: a legacy (Keras 2) weights or model file, copied by layer name the same way
   (the `keras.applications` ImageNet files are in this format).
-- `.npy`: a Caffe model converted to a pickled dict `{layer: [W, b]}` (or `{layer: {"weights": W,
-  "biases": b}}`), conv `W` as `(kh, kw, in / groups, out)` and fully connected `W` as
-  `(inputs, out)`, such as the widely used `bvlc_alexnet.npy`. Fully connected layers are
-  "convolutionalized": `W` is reshaped to the model's `(kh, kw, in, out)` kernel, which assumes
-  the rows are flattened in `(h, w, c)` order, as the TensorFlow conversions (which flatten a
-  channels-last pool5) produce. The file is unpickled: load only files you trust.
+- `.npz`: a Caffe model converted to plain arrays, one per key `"<layer>/0"` (W) and
+  `"<layer>/1"` (b) (`"<layer>/weights"`/`"<layer>/biases"` are read too), conv `W` as
+  `(kh, kw, in / groups, out)` and fully connected `W` as `(inputs, out)`. Fully connected layers
+  are "convolutionalized": `W` is reshaped to the model's `(kh, kw, in, out)` kernel, which
+  assumes the rows are flattened in `(h, w, c)` order, as the TensorFlow conversions (which
+  flatten a channels-last pool5) produce. It is read with `allow_pickle=False`: nothing in it
+  can run code.
+- `.npy`: the widely shared `bvlc_alexnet.npy` is a *pickled* dict `{layer: [W, b]}`, and
+  unpickling a file runs code it contains, so tfseg refuses it (a `DataError` saying how to
+  convert it). Convert a file you trust once with `save_caffe_npz` (see its docstring) and pass
+  the `.npz`.
 
 Input channels: when the first convolution of the model sees a different number of channels than
 the pretrained one (3, RGB/BGR), its kernel is adapted as timm's `adapt_input_conv` does: for one
@@ -31,14 +36,14 @@ Example:
 """
 import logging
 import os
-import pickle
 import zipfile
 
 import h5py
 import keras
 import numpy as np
 
-from tfseg.errors import DataError
+from tfseg.errors import ConfigError, DataError, shorten
+from tfseg.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,8 @@ VGG16_NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications
                    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 VGG16_NOTOP_HASH = "6d6bbae143d832006294945121d1f1fc"  # the md5 keras.applications.VGG16 checks
 
-WEIGHT_FILE_SUFFIXES = (".weights.h5", ".keras", ".h5", ".hdf5", ".npy")
+WEIGHT_FILE_SUFFIXES = (".weights.h5", ".keras", ".h5", ".hdf5", ".npz")
+_CAFFE_KEYS = {"0": 0, "1": 1, "weights": 0, "biases": 1}
 
 
 def adapt_input_kernel(kernel, in_channels):
@@ -145,41 +151,140 @@ def _text(value):
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
-def read_caffe_npy(path):
-    """The layers of a Caffe-converted `.npy` weights dict, as `{layer: [W, b]}` float32 arrays.
+def _convert_hint(path):
+    npz = os.path.splitext(os.path.basename(path))[0] + ".npz"
+    return ("convert it once, in a Python session you trust with this file: `import numpy as np; "
+            "from tfseg.models.weights import save_caffe_npz; "
+            f"save_caffe_npz('{npz}', np.load('{os.path.basename(path)}', allow_pickle=True, "
+            f"encoding='latin1').item())`, then pass {npz}")
+
+
+def read_caffe_npz(path):
+    """The layers of a Caffe-converted `.npz` weights file, as `{layer: [W, b]}` float32 arrays.
+
+    The file is read with `allow_pickle=False`, so it can only hold plain arrays.
 
     Args:
-        path: a pickled dict `{layer: [W, b]}` or `{layer: {"weights": W, "biases": b}}` saved
-            with `np.save`, e.g. `bvlc_alexnet.npy`.
+        path: an `.npz` with one array per key `"<layer>/0"` (W) and `"<layer>/1"` (b), as
+            `save_caffe_npz` writes (`"<layer>/weights"` and `"<layer>/biases"` are read too).
 
     Returns:
-        A dict of lists of numpy arrays.
+        A dict of lists of numpy arrays, `[W, b]` (or `[W]` for a layer without bias).
 
     Raises:
-        DataError: if the file is missing or does not hold such a dict.
+        DataError: if the file is missing, not an `.npz` of plain numeric arrays, or a key is not
+            `<layer>/<0|1|weights|biases>`.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> path = save_caffe_npz(os.path.join(tempfile.mkdtemp(), "a.npz"),
+        ...                       {"conv1": [np.ones((1, 1, 3, 2)), np.zeros(2)]})
+        >>> [a.shape for a in read_caffe_npz(path)["conv1"]]
+        [(1, 1, 3, 2), (2,)]
+    """
+    path = os.fspath(path)
+    _check_exists(path)
+    named = {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise DataError(path, "holds a single array, not an .npz archive of layers "
+                                      "{'<layer>/0': W, '<layer>/1': b}")
+            for key in archive.files:
+                layer, _, which = key.rpartition("/")
+                if not layer or which not in _CAFFE_KEYS:
+                    raise DataError(path, f"key {shorten(key)!r} is not '<layer>/0' (W) or '<layer>/1' (b)")
+                array = archive[key]
+                if array.dtype.kind not in "biuf":
+                    raise DataError(path, f"{shorten(key)!r}: weights are not numeric ({array.dtype})")
+                named.setdefault(layer, {})[_CAFFE_KEYS[which]] = array.astype("float32")
+    except DataError:
+        raise
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise DataError(path, "holds pickled Python objects, which tfseg does not load (unpickling "
+                                  "runs code from the file); store plain arrays with save_caffe_npz"
+                            ) from None
+        raise DataError(path, f"cannot read as a numpy .npz file: {error}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(path, f"cannot read as a numpy .npz file: {type(error).__name__}: {error}") from None
+    if not named:
+        raise DataError(path, "holds no arrays")
+    result = {}
+    for layer, arrays in named.items():
+        if sorted(arrays) not in ([0], [0, 1]):
+            raise DataError(path, f"layer {shorten(layer)!r}: a bias without weights")
+        result[layer] = [arrays[index] for index in sorted(arrays)]
+    return result
+
+
+def refuse_caffe_npy(path):
+    """Raise the `DataError` that explains why a Caffe `.npy` file is not loaded, and how to convert it.
+
+    A plain numeric `.npy` array is not a weights file either; neither case unpickles anything.
+
+    Raises:
+        DataError: always, naming the file.
     """
     path = os.fspath(path)
     _check_exists(path)
     try:
-        raw = np.load(path, allow_pickle=True, encoding="latin1")
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        raise DataError(path, f"cannot read as a numpy .npy file: {error}") from error
-    if isinstance(raw, np.ndarray) and raw.dtype == object and raw.shape == ():
-        raw = raw.item()
-    if not isinstance(raw, dict):
-        raise DataError(path, "expected a pickled dict {layer_name: [W, b]} (a Caffe-to-TensorFlow conversion such "
-                              f"as bvlc_alexnet.npy), found {type(raw).__name__}")
-    named = {}
-    for name, value in raw.items():
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(path, f"not a numpy .npy file ({type(error).__name__}: {shorten(error)})") from None
+    if dtype.hasobject:
+        raise DataError(path, "is a pickled Caffe weights dict; tfseg never unpickles a file (that would "
+                              f"run code from it); {_convert_hint(path)}")
+    raise DataError(path, f"holds one {dtype} array of shape {shape}, not a dict of layer weights; "
+                          "pretrained Caffe weights are read from an .npz archive (save_caffe_npz)")
+
+
+def save_caffe_npz(path, named):
+    """Write Caffe-converted layer weights `{layer: [W, b]}` as an `.npz` of plain arrays, atomically.
+
+    Args:
+        path: the output file, ending in `.npz`.
+        named: `{layer: [W, b]}` or `{layer: {"weights": W, "biases": b}}` (the two layouts of the
+            converted `bvlc_alexnet.npy`), numeric arrays.
+
+    Returns:
+        `path`, as given.
+
+    Raises:
+        ConfigError: the path does not end in `.npz` or `named` is not such a dict.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> out = save_caffe_npz(os.path.join(tempfile.mkdtemp(), "w.npz"), {"fc7": {"weights": np.eye(2),
+        ...                      "biases": np.zeros(2)}})
+        >>> sorted(np.load(out).files)
+        ['fc7/0', 'fc7/1']
+    """
+    if not os.fspath(path).endswith(".npz"):
+        raise ConfigError(f"save_caffe_npz writes an .npz file, got {os.fspath(path)!r}")
+    if not isinstance(named, dict):
+        raise ConfigError(f"expected a dict {{layer: [W, b]}}, got {type(named).__name__}")
+    arrays = {}
+    for name, value in named.items():
         if isinstance(value, dict):
             value = [value[key] for key in ("weights", "biases") if key in value]
-        if not isinstance(value, (list, tuple)) or not value:
-            raise DataError(path, f"layer {name!r}: expected [W, b], found {type(value).__name__}")
-        try:
-            named[_text(name)] = [np.asarray(array, dtype="float32") for array in value]
-        except (TypeError, ValueError) as error:
-            raise DataError(path, f"layer {name!r}: weights are not numeric arrays ({error})") from error
-    return named
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 2:
+            raise ConfigError(f"layer {name!r}: expected [W, b], found {type(value).__name__}")
+        for index, array in enumerate(value):
+            try:
+                arrays[f"{_text(name)}/{index}"] = np.asarray(array, dtype="float32")
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"layer {name!r}: weights are not numeric arrays ({error})") from None
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return path
 
 
 def _input_layer_names(model):
@@ -271,14 +376,15 @@ def assign_by_name(model, named, source, *, required=None):
     return loaded, not_loaded
 
 
-def load_weights_file(model, path, *, npy_layers=None):
+def load_weights_file(model, path, *, caffe_layers=None):
     """Load a weights file into `model` by its format (see the module docstring).
 
     Args:
         model: the target `keras.Model`.
-        path: a `.weights.h5`, `.keras`, `.h5`/`.hdf5` or, when `npy_layers` is given, `.npy` file.
-        npy_layers: the layer names a Caffe `.npy` file must provide (all must fit); None means
-            this model does not take `.npy` files.
+        path: a `.weights.h5`, `.keras`, `.h5`/`.hdf5` or, when `caffe_layers` is given, a Caffe
+            `.npz` file (a pickled `.npy` is refused with the way to convert it).
+        caffe_layers: the layer names a Caffe `.npz` file must provide (all must fit); None means
+            this model does not take Caffe weights.
 
     Returns:
         `(loaded, not_loaded)` layer names (all layers for `.weights.h5`).
@@ -315,11 +421,13 @@ def load_weights_file(model, path, *, npy_layers=None):
         return assign_by_name(model, read_keras_file(path), path)
     if lower.endswith((".h5", ".hdf5")):
         return assign_by_name(model, read_legacy_h5(path), path)
-    if lower.endswith(".npy"):
-        if npy_layers is None:
-            raise DataError(path, f"model {model.name!r} does not load Caffe .npy weights; "
+    if lower.endswith((".npz", ".npy")):
+        if caffe_layers is None:
+            raise DataError(path, f"model {model.name!r} does not load Caffe weights; "
                                   "use a .weights.h5, .keras or .h5 file")
-        return assign_by_name(model, read_caffe_npy(path), path, required=npy_layers)
+        if lower.endswith(".npy"):
+            refuse_caffe_npy(path)
+        return assign_by_name(model, read_caffe_npz(path), path, required=caffe_layers)
     raise DataError(path, f"unknown weights format; expected one of {', '.join(WEIGHT_FILE_SUFFIXES)}")
 
 

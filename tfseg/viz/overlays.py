@@ -21,8 +21,8 @@ import os
 import numpy as np
 
 from tfseg.errors import ConfigError, DataError
-from tfseg.inference.writers import safe_file_name
 from tfseg.utils.atomic import atomic_path
+from tfseg.utils.paths import output_path
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **opt
 
     Args:
         folder: output folder (created).
-        ids: case ids; file names are `safe_file_name(id) + ".png"`.
+        ids: case ids; file names are `tfseg.utils.paths.output_path(folder, id, ".png")`'s.
         images: one `(H, W)` / `(H, W, C)` image per id (a list, a stacked array or a generator).
         truths: optional label maps, one per id.
         predictions: optional label maps, one per id.
@@ -257,7 +257,7 @@ def write_overlay_pngs(folder, ids, images, truths=None, predictions=None, **opt
         ['a.png', 'b.png']
     """
     ids = list(ids)
-    names = [safe_file_name(case_id) + ".png" for case_id in ids]
+    names = [os.path.basename(output_path(folder, case_id, ".png")) for case_id in ids]
     clashes = sorted({name for name in names if names.count(name) > 1})
     if clashes:
         raise ConfigError(f"case ids map to the same file names {clashes[:5]}; make the ids unique")

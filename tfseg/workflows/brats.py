@@ -426,6 +426,7 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     """
     from tfseg.io.nifti import read_nifti, write_nifti
     from tfseg.metrics import mean_region_scores
+    from tfseg.utils.paths import output_path
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)
@@ -437,14 +438,14 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
         image, reference = read_case_image(case)
         labels, scores = case_scores(config, network, case, image, reference)
         seconds.append(time.perf_counter() - start)
-        write_nifti(os.path.join(predictions, f"{case.case_id}_seg.nii.gz"), labels, reference.affine,
+        write_nifti(output_path(predictions, case.case_id, "_seg.nii.gz"), labels, reference.affine,
                     header=reference.header, dtype=np.uint8)
         if scores is None:
             continue
         per_case[case.case_id] = scores
         if config.inference.overlays:
             truth = read_nifti(case.label).array
-            three_plane_overlay(image, os.path.join(overlays, f"{case.case_id}.png"), labels=truth,
+            three_plane_overlay(image, output_path(overlays, case.case_id, ".png"), labels=truth,
                                 prediction=labels, spacing=reference.spacing, title=case.case_id)
     metrics = {"val_cases": len(cases), "infer_seconds_per_case": round(float(np.mean(seconds)), 2) if seconds else None,
                "model": config.model.name, "params": int(model.count_params()), "epochs": config.train.epochs}

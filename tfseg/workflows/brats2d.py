@@ -413,6 +413,7 @@ def evaluate(config, model, cases, train_seconds=None):
 
 def write_gifs(config, gif_cases):
     """One GIF per chosen test case: FLAIR | truth | prediction over the slices with tumour."""
+    from tfseg.utils.paths import output_path
     from tfseg.viz.gifs import write_slices_gif
 
     folder = os.path.join(config.output_dir, "gifs")
@@ -420,7 +421,7 @@ def write_gifs(config, gif_cases):
         keep = np.flatnonzero((truth > 0).any(axis=(1, 2)) | (predicted > 0).any(axis=(1, 2)))
         if keep.size:
             zoom = max(1, 240 // max(image.shape[1:3]))  # small slices are enlarged for viewing
-            write_slices_gif(os.path.join(folder, f"{case_id}.gif"), image[keep][..., 0], truth=truth[keep],
+            write_slices_gif(output_path(folder, case_id, ".gif"), image[keep][..., 0], truth=truth[keep],
                              prediction=predicted[keep], zoom=zoom)
 
 
