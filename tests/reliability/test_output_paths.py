@@ -10,7 +10,7 @@ import pytest
 from tfseg.datasets.brats import MODALITIES, BratsCase
 from tfseg.datasets.datalist import read_datalist
 from tfseg.errors import DataError
-from tfseg.inference.writers import write_overlay_pngs
+from tfseg.viz.overlays import write_overlay_pngs
 from tfseg.utils.paths import check_inside, output_path, safe_name
 
 HOSTILE = ["../../x", "/tmp/abs", "a/../../x", "..\\..\\x", "C:\\x", "..", ""]

@@ -74,6 +74,10 @@ def predict(run_dir, source, output_dir, convention="auto", on_error="skip", tta
 
     workflow, module, config = run_workflow(run_dir)
     make_fn = getattr(module, "predict_fn", None) if module is not None else None
+    if make_fn is not None and not os.path.isfile(os.path.join(run_dir, "model.keras")):
+        logger.warning("%s has no model.keras: predicting through its SavedModel on the whole input instead of the "
+                       "%s workflow's own inference path", run_dir, workflow)
+        make_fn = None
     if make_fn is None:
         return predictor.predict_run(run_dir, source, output_dir, convention=convention, on_error=on_error, tta=tta,
                                      probabilities=probabilities, progress=progress)
@@ -112,7 +116,6 @@ def run(args):
 
     report = predict(args.run_dir, args.input, args.output, convention=args.convention, on_error=args.on_error,
                      tta=args.tta, probabilities=args.probabilities, progress=not args.no_progress)
-    print(json.dumps({"written": report["written"], "failed": report["failed"], "output": args.output,
+    print(json.dumps({"written": report["written"], "failed": report["failed"], "output": os.path.abspath(args.output),
                       "report": os.path.join(args.output, REPORT_FILE)}))
-    print(f"outputs in {os.path.abspath(args.output)}")
     return 1 if report["failed"] else 0
