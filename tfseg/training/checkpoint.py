@@ -51,8 +51,69 @@ def strategy_scope(model):
     return strategy.scope()
 
 
+def _optimizer_strategy(optimizer):
+    """The `tf.distribute` strategy a Keras optimizer was created under (None if it does not say)."""
+    return getattr(optimizer, "_distribution_strategy", None)
+
+
+def adopt_optimizer(optimizer, strategy):
+    """Move an optimizer that is not built yet under `strategy`, in place.
+
+    A Keras optimizer remembers the strategy that was current when it was created and creates
+    its slot variables there; one created outside `strategy.scope()` and used under a
+    `MirroredStrategy` fails with "Mixing different tf.distribute.Strategy objects". Before it
+    is built, an optimizer holds only its step counter and learning rate: they are re-created
+    under `strategy` with their current values, so the optimizer behaves as if it had been created
+    under that scope. A `LossScaleOptimizer` and its inner optimizer are both moved.
+
+    Args:
+        optimizer: a Keras optimizer.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+
+    Returns:
+        `optimizer` itself.
+
+    Raises:
+        ConfigError: the optimizer is already built under another strategy (its slots live there).
+
+    Example:
+        >>> import keras
+        >>> optimizer = adopt_optimizer(keras.optimizers.SGD(0.1), tf.distribute.get_strategy())
+        >>> float(optimizer.learning_rate)
+        0.1
+    """
+    import keras
+
+    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        current = None if opt is None else _optimizer_strategy(opt)
+        if current is None or current is strategy:
+            continue
+        if opt.built:
+            raise ConfigError(f"optimizer {opt.name!r} was built outside the model's distribution strategy "
+                              f"({type(strategy).__name__}); create it under strategy.scope()")
+        replaced = {}
+        with strategy.scope(), keras.name_scope(opt.name, caller=opt):
+            for old in list(opt._variables):
+                replaced[id(old)] = keras.Variable(old.numpy(), name=old.name, dtype=old.dtype,
+                                                   trainable=old.trainable, aggregation="only_first_replica")
+        opt._variables[:] = [replaced.get(id(v), v) for v in opt._variables]
+        for attribute, value in list(vars(opt).items()):
+            if id(value) in replaced:
+                object.__setattr__(opt, attribute, replaced[id(value)])
+        opt._distribution_strategy = strategy
+        logger.debug("optimizer %s moved under %s", opt.name, type(strategy).__name__)
+    return optimizer
+
+
 def ensure_built(optimizer, model):
-    """Build `optimizer` for the model's trainable variables if it is not built yet."""
+    """Build `optimizer` for the model's trainable variables if it is not built yet.
+
+    An optimizer created outside the strategy the model was built under is first moved under it
+    (`adopt_optimizer`), so the optimizer may be created before or inside `strategy.scope()`.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and _optimizer_strategy(optimizer) is not None:
+        adopt_optimizer(optimizer, strategy)
     if not optimizer.built:
         with strategy_scope(model):
             optimizer.build(model.trainable_variables)
@@ -113,18 +174,25 @@ class CheckpointManager:
         return sorted(found)
 
     def latest(self):
-        """The newest complete checkpoint folder, or None when there is none."""
+        """The newest complete checkpoint folder, or None when there is none.
+
+        The newest complete folder wins over the `latest` pointer: a save killed after its
+        folder was renamed into place but before the pointer was replaced leaves the pointer one
+        epoch behind, and that checkpoint is complete.
+        """
+        found = self.checkpoints()
+        if not found:
+            return None
         pointer = os.path.join(self.directory, LATEST_FILE)
         try:
             with open(pointer, encoding="utf-8") as handle:
-                name = json.load(handle)["checkpoint"]
-            path = os.path.join(self.directory, name)
-            if _NAME.match(name) and os.path.isfile(os.path.join(path, STATE_FILE)):
-                return path
+                named = json.load(handle)["checkpoint"]
         except (OSError, ValueError, KeyError, TypeError):
-            pass
-        found = self.checkpoints()
-        return found[-1][1] if found else None
+            named = None
+        if named is not None and os.path.basename(found[-1][1]) != named:
+            logger.warning("the %s pointer names %s but %s is complete and newer: using it", LATEST_FILE, named,
+                           os.path.basename(found[-1][1]))
+        return found[-1][1]
 
     def save(self, epoch, model, optimizer, state=None):
         """Write the checkpoint for `epoch` completed epochs, point `latest` at it, prune old ones.

@@ -45,12 +45,17 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.errors import ConfigError, TfsegError
-from tfseg.training.callbacks import EpochCheckpoint, current_learning_rate, restore_callbacks_state
+from tfseg.training.callbacks import EpochCheckpoint, current_learning_rate, output_folders, \
+    restore_callbacks_state, rewrite_csv_history
 from tfseg.training.checkpoint import CheckpointManager, ensure_built
+from tfseg.utils.atomic import clean_stale_temporaries
+from tfseg.utils.problems import recover_data_error
 
 logger = logging.getLogger(__name__)
 
-ON_NAN_POLICIES = ("raise", "skip_batch")
+ON_NAN_POLICIES = ("raise", "stop", "skip_batch")  # "stop" is another name for "raise"
+#: The key of the config fingerprint in a checkpoint's state.
+FINGERPRINT_KEY = "config_fingerprint"
 # Keras losses with these reductions divide their value by the number of replicas themselves.
 _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 _SUM = tf.distribute.ReduceOp.SUM
@@ -107,6 +112,17 @@ def _unpack(data):
                       f"got one element of type {type(data).__name__}")
 
 
+def _next_batch(iterator):
+    """The next batch; a file that failed to decode inside tf.data is raised as its one-line `DataError`."""
+    try:
+        return next(iterator)
+    except tf.errors.OpError as error:
+        data_error = recover_data_error(error)
+        if data_error is not None:
+            raise data_error from None
+        raise
+
+
 def _batch_size(x):
     return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
 
@@ -141,8 +157,8 @@ class Trainer:
         strategy: a `tf.distribute.Strategy`; default the current one (no-op on one device).
         loss_weights: a float for one loss, or a list/dict matching `loss`.
         jit_compile: compile the forward and backward pass with XLA (slower on CPU; try it on GPU).
-        on_nan: "raise" (stop with `NonFiniteLossError`) or "skip_batch" (log, leave the weights
-            and the non-trainable state of that batch untouched, go on).
+        on_nan: "raise" or its synonym "stop" (stop with `NonFiniteLossError`), or "skip_batch"
+            (log, leave the weights and the non-trainable state of that batch untouched, go on).
 
     Example:
         >>> import keras
@@ -452,7 +468,7 @@ class Trainer:
 
     def _prepare(self, dataset):
         if not self.model.built:
-            x = _unpack(next(iter(dataset)))[0]
+            x = _unpack(_next_batch(iter(dataset)))[0]
             with self.strategy.scope():
                 self.model(x)
         with self.strategy.scope():
@@ -497,7 +513,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- public API
     def fit(self, train_data, epochs, validation_data=None, callbacks=(), initial_epoch=0, steps_per_epoch=None,
-            validation_steps=None, verbose=1, checkpoint_dir=None, resume=False):
+            validation_steps=None, verbose=1, checkpoint_dir=None, resume=False, fingerprint=None):
         """Train for `epochs` epochs (counting from epoch 0, so resumed runs give the same total).
 
         Args:
@@ -514,9 +530,14 @@ class Trainer:
             verbose: 0 silent, 1 progress bar, 2 one line per epoch.
             checkpoint_dir: save a resumable checkpoint there after every epoch (chief only),
                 unless an `EpochCheckpoint` in `callbacks` already writes to that folder.
-            resume: restore the latest checkpoint (of `checkpoint_dir`, or of the
+            resume: restore the newest complete checkpoint (of `checkpoint_dir`, or of the
                 `EpochCheckpoint` in `callbacks`) and continue after its epoch; with no
-                checkpoint yet, start from scratch.
+                checkpoint yet, start from scratch (with a warning). A `Keras CSVLogger` in
+                `callbacks` has its file rewritten from the restored history (no repeated
+                epochs after a crash); without a restored checkpoint it starts empty.
+            fingerprint: a string identifying the run's settings (e.g.
+                `tfseg.training.config.config_fingerprint(config)`): stored in every checkpoint,
+                and a resume from a checkpoint with another fingerprint is refused.
 
         Returns:
             The history, `{log name: [one value per epoch]}`, including epochs restored from the
@@ -525,7 +546,9 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: the loss became NaN/inf (with `on_nan="raise"`).
-            ConfigError: bad arguments or a dataset of the wrong shape.
+            ConfigError: bad arguments, a dataset of the wrong shape, or a resume from the
+                checkpoint of a run with another `fingerprint`.
+            DataError: a file failed to decode inside the input pipeline (`on_error="raise"`).
         """
         self._check_dataset(train_data, "train_data")
         if validation_data is not None:
@@ -535,7 +558,10 @@ class Trainer:
         steps = self._steps(train_data, steps_per_epoch, "steps_per_epoch")
         val_steps = self._steps(validation_data, validation_steps, "validation_steps") if validation_data else None
         callbacks = list(callbacks or ())
-        checkpoints, manager = self._checkpoint_callbacks(callbacks, checkpoint_dir, resume)
+        checkpoints, manager = self._checkpoint_callbacks(callbacks, checkpoint_dir, resume, fingerprint)
+        if self.is_chief:
+            for folder in output_folders(callbacks):
+                clean_stale_temporaries(folder)
 
         self._build_functions()
         self._prepare(train_data)
@@ -543,8 +569,9 @@ class Trainer:
         if resume:
             path = manager.latest()
             if path is None:
-                logger.info("no checkpoint in %s yet: training from scratch", manager.directory)
+                logger.warning("resume: no checkpoint in %s, training from scratch", manager.directory)
             else:
+                self._check_fingerprint(manager, path, fingerprint)
                 state = manager.restore(self.model, self.optimizer, path)
                 initial_epoch = state["epoch"]
                 for callback in checkpoints:
@@ -553,6 +580,10 @@ class Trainer:
         self.sync_initial_state()
         history = {k: list(v) for k, v in ((state or {}).get("history") or {}).items()}
         self.history = history
+        if self.is_chief:
+            for callback in callbacks:
+                if isinstance(callback, keras.callbacks.CSVLogger) and callback.append:
+                    rewrite_csv_history(callback.filename, history, separator=callback.sep)
         if initial_epoch >= epochs:
             logger.info("nothing to do: %d of %d epochs already done", initial_epoch, epochs)
             return history
@@ -591,7 +622,20 @@ class Trainer:
         callback_list.on_train_end(epoch_logs)
         return history
 
-    def _checkpoint_callbacks(self, callbacks, checkpoint_dir, resume):
+    @staticmethod
+    def _check_fingerprint(manager, path, fingerprint):
+        """Refuse to resume from the checkpoint of a run with other settings."""
+        if fingerprint is None:
+            return
+        saved = manager.read_state(path).get(FINGERPRINT_KEY)
+        if saved is None:
+            logger.warning("resume: %s records no config fingerprint; cannot check that it is this run's", path)
+        elif saved != fingerprint:
+            raise ConfigError(f"resume: the checkpoint {path} was written by a run with another config "
+                              f"(fingerprint {saved[:12]}, this run {str(fingerprint)[:12]}); use another output "
+                              "folder, or start without resume")
+
+    def _checkpoint_callbacks(self, callbacks, checkpoint_dir, resume, fingerprint=None):
         """The EpochCheckpoints in use (adding one for `checkpoint_dir`) and the manager to resume from."""
         checkpoints = [c for c in callbacks if isinstance(c, EpochCheckpoint)]
         manager = None
@@ -611,6 +655,8 @@ class Trainer:
             raise ConfigError("resume=True needs checkpoint_dir or an EpochCheckpoint callback")
         for callback in checkpoints:
             callback.track(callbacks)
+            if fingerprint is not None:
+                callback.extra_state[FINGERPRINT_KEY] = str(fingerprint)
         return checkpoints, manager
 
     def _train_epoch(self, epoch, iterator, steps, persistent, callback_list):
@@ -618,7 +664,7 @@ class Trainer:
         step = 0
         while steps is None or step < steps:
             try:
-                batch = next(iterator)
+                batch = _next_batch(iterator)
             except StopIteration:
                 if persistent:
                     logger.warning("epoch %d: the dataset ran out after %d of %d steps; it restarts next epoch",
@@ -639,7 +685,7 @@ class Trainer:
 
     def _non_finite(self, epoch, step, loss):
         where = f"epoch {epoch + 1}, step {step + 1}"
-        if self.on_nan == "raise":
+        if self.on_nan in ("raise", "stop"):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss}) at {where}; that batch was not applied, the model keeps "
                 "the weights of the previous step. Check the inputs and labels for NaN/inf, lower the "
@@ -655,7 +701,7 @@ class Trainer:
         step = 0
         while steps is None or step < steps:
             try:
-                batch = next(iterator)
+                batch = _next_batch(iterator)
             except StopIteration:
                 break
             callback_list.on_test_batch_begin(step)
