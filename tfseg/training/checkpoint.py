@@ -5,6 +5,8 @@ A checkpoint is a folder `<directory>/ckpt-<epoch:04d>/` holding
 - `model.weights.h5`: the model's weights (`model.save_weights`);
 - `optimizer.npz`: every optimizer variable in order (`iterations`, the learning rate when it is
   a variable, the slots), so learning-rate schedules and Adam's moments continue exactly;
+- `model_state.npz`: the model's variables that are not weights, chiefly the random-number
+  states of dropout and other random layers, so a resumed run draws the same masks;
 - `state.json`: `epoch` (epochs completed) plus the caller's state (history, best metric, seed).
 
 The folder is written under a temporary name and renamed when complete, `state.json` last, so a
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
+STATE_VARIABLES_FILE = "model_state.npz"
 STATE_FILE = "state.json"
 LATEST_FILE = "latest"
 FORMAT_VERSION = 1
@@ -117,6 +120,12 @@ def ensure_built(optimizer, model):
     if not optimizer.built:
         with strategy_scope(model):
             optimizer.build(model.trainable_variables)
+
+
+def _state_variables(model):
+    """The model's variables that are not weights (random-number generator states), in a stable order."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 _SHAPE_MISMATCH = re.compile(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. "
@@ -224,6 +233,9 @@ class CheckpointManager:
             arrays = {f"v{i:05d}": np.asarray(variable.numpy()) for i, variable in enumerate(variables)}
             arrays["paths"] = np.array([variable.path for variable in variables], dtype=str)
             np.savez(os.path.join(tmp, OPTIMIZER_FILE), **arrays)
+            extra = _state_variables(model)
+            np.savez(os.path.join(tmp, STATE_VARIABLES_FILE), paths=np.array([v.path for v in extra], dtype=str),
+                     **{f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(extra)})
             record = {**state, "epoch": epoch, "format": FORMAT_VERSION,
                       "optimizer": type(optimizer).__name__, "optimizer_variables": len(variables)}
             atomic_write_json(os.path.join(tmp, STATE_FILE), record)
@@ -308,8 +320,25 @@ class CheckpointManager:
             reason = f"weights do not fit model {model.name!r}: {_describe_load_error(error)}"
             raise DataError(weights, reason) from None
         self._restore_optimizer(path, optimizer)
+        self._restore_state_variables(path, model)
         logger.info("restored checkpoint %s (epoch %d)", path, state["epoch"])
         return state
+
+    @staticmethod
+    def _restore_state_variables(path, model):
+        """Give the model back its random-number states (checkpoints without the file keep theirs)."""
+        source = os.path.join(path, STATE_VARIABLES_FILE)
+        if not os.path.isfile(source):
+            return
+        try:
+            with np.load(source, allow_pickle=False) as data:
+                saved = {str(p): data[f"v{i:05d}"] for i, p in enumerate(data["paths"])}
+        except (OSError, KeyError, ValueError) as error:
+            raise DataError(source, f"unreadable model state: {error}") from None
+        for variable in _state_variables(model):
+            value = saved.get(variable.path)
+            if value is not None and tuple(value.shape) == tuple(variable.shape):
+                variable.assign(value.astype(variable.dtype) if value.dtype != variable.dtype else value)
 
     def _restore_optimizer(self, path, optimizer):
         source = os.path.join(path, OPTIMIZER_FILE)

@@ -123,6 +123,16 @@ def _next_batch(iterator):
         raise
 
 
+def _count_epochs(dataset, started):
+    """Add `started` to the training passes begun over `dataset` in this process; return the total."""
+    total = getattr(dataset, "_tfseg_passes", 0) + started
+    try:
+        dataset._tfseg_passes = total
+    except AttributeError:  # a dataset class that takes no new attribute: no fast-forward
+        pass
+    return total
+
+
 def _batch_size(x):
     return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
 
@@ -601,11 +611,14 @@ class Trainer:
             restore_callbacks_state(callbacks, state.get("callbacks"))
         iterator = None
         epoch_logs = {}
+        if steps_per_epoch is None:
+            self._fast_forward(train_data, train_dist, initial_epoch)
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             if steps_per_epoch is None or iterator is None:
                 iterator = iter(train_dist)
+                _count_epochs(train_data, 1)
             iterator = self._train_epoch(epoch, iterator, steps, steps_per_epoch is not None, callback_list)
             self.sync_metrics()
             epoch_logs = self._floats(self._results())
@@ -634,6 +647,23 @@ class Trainer:
             raise ConfigError(f"resume: the checkpoint {path} was written by a run with another config "
                               f"(fingerprint {saved[:12]}, this run {str(fingerprint)[:12]}); use another output "
                               "folder, or start without resume")
+
+    @staticmethod
+    def _fast_forward(train_data, train_dist, initial_epoch):
+        """Start the dataset's random draws (shuffle order, crops) where epoch `initial_epoch` begins.
+
+        tfseg's pipelines draw new random numbers for each pass (`reshuffle_each_iteration`,
+        `rerandomize_each_iteration`): a pass's draws depend on how many passes were started
+        before. A resumed process starts the passes that the interrupted run had already
+        started (creating an iterator draws its seeds; no element is read), so it trains on
+        exactly the batches an uninterrupted run would have.
+        """
+        missing = initial_epoch - _count_epochs(train_data, 0)
+        if missing > 0:
+            logger.info("advancing the training data's random state by %d epoch(s)", missing)
+            for _ in range(missing):
+                iter(train_dist)
+            _count_epochs(train_data, missing)
 
     def _checkpoint_callbacks(self, callbacks, checkpoint_dir, resume, fingerprint=None):
         """The EpochCheckpoints in use (adding one for `checkpoint_dir`) and the manager to resume from."""
