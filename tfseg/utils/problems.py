@@ -80,6 +80,21 @@ class ProblemLog:
         """
         return [{"path": p.path, "reason": p.reason} for p in self.problems]
 
+    def usable(self, records):
+        """The records none of whose files (`.images`, `.label`) were reported: what a run really used.
+
+        Example:
+            >>> import collections
+            >>> Case = collections.namedtuple("Case", "images label")
+            >>> log = ProblemLog(on_error="skip")
+            >>> log.report("b/t1.nii.gz", "truncated")
+            >>> [c.label for c in log.usable([Case(("a/t1.nii.gz",), "a/seg.nii.gz"), Case(("b/t1.nii.gz",), "b/seg.nii.gz")])]
+            ['a/seg.nii.gz']
+        """
+        bad = {p.path for p in self.problems}
+        return [r for r in records
+                if not bad.intersection(map(str, (*getattr(r, "images", ()), getattr(r, "label", None))))]
+
     def extend(self, other):
         """Add the problems of another log (e.g. the finder's) to this one."""
         self.problems.extend(other.problems)

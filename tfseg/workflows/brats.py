@@ -159,7 +159,7 @@ def make_datasets(config, data):
     from tfseg.data.pipeline3d import brats_dataset
 
     common = dict(crop_size=tuple(config.data.crop_size), batch_size=config.train.batch_size,
-                  seed=config.train.seed, on_error=config.data.on_error)
+                  seed=config.train.seed, on_error=config.data.on_error, problems=data.problems)
     train_ds = brats_dataset(data.train, training=True, foreground_probability=config.data.foreground_probability,
                              cache=config.data.cache, **common).repeat(config.data.crops_per_case)
     val_ds = brats_dataset(data.val, training=False, cache=config.data.cache, **common) if data.val else None
@@ -304,6 +304,7 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     predictions = os.path.join(config.output_dir, "predictions")
     overlays = os.path.join(config.output_dir, "overlays")
     per_case, seconds = {}, []
+    cases = cases if data is None else data.problems.usable(cases)  # cases with a bad file were skipped
     for case in cases:
         start = time.perf_counter()
         image, reference = read_case_image(case)
@@ -332,7 +333,8 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if data is not None:
-        metrics.update(train_cases=len(data.train), skipped_records=len(data.problems), synthetic_data=data.synthetic)
+        metrics.update(train_cases=len(data.problems.usable(data.train)), skipped_records=len(data.problems),
+                       skipped_files=data.problems.records(), synthetic_data=data.synthetic)
     return metrics
 
 
