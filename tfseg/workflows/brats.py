@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, output_folder, positive
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
 from tfseg.workflows.recipe import DataSplit
 
@@ -56,12 +56,12 @@ class DataSection:
     base_dir: str | None = None
     data_dir: str | None = None
     synthetic_dir: str | None = None
-    synthetic_cases: int = 10
-    synthetic_shape: tuple[int, ...] = (64, 64, 48)
-    crop_size: tuple[int, ...] = (48, 64, 64)
-    foreground_probability: float = 0.5
-    crops_per_case: int = 1
-    val_fraction: float = 0.2
+    synthetic_cases: int = at_least(1, default=10)
+    synthetic_shape: tuple[int, ...] = positive((64, 64, 48))
+    crop_size: tuple[int, ...] = positive((48, 64, 64))
+    foreground_probability: float = in_range(0.0, 1.0, default=0.5)
+    crops_per_case: int = at_least(1, default=1)
+    val_fraction: float = in_range(0.0, 1.0, default=0.2)
     on_error: str = choice("skip", ("skip", "raise"))
     cache: bool = True
 
@@ -80,22 +80,22 @@ class ModelSection:
     init_filters: int = 32
     blocks_down: tuple[int, ...] = (1, 2, 2, 4)
     blocks_up: tuple[int, ...] = (1, 1, 1)
-    dropout: float = 0.2
+    dropout: float = in_range(0.0, 1.0, default=0.2)
     vae_latent: int = 128
     prior_probability: float | None = 0.01
     pretrained: str | None = None
-    freeze_encoder_epochs: int = 0
+    freeze_encoder_epochs: int = at_least(0, default=0)
 
 
 @dataclasses.dataclass
 class TrainSection:
     """Adam with polynomial decay, batch 1, as in the paper."""
 
-    epochs: int = 300
-    batch_size: int = 1
-    learning_rate: float = 1e-4
-    seed: int = 0
-    verbose: int = 1
+    epochs: int = at_least(1, default=300)
+    batch_size: int = at_least(1, default=1)
+    learning_rate: float = positive(1e-4)
+    seed: int = at_least(0, default=0)
+    verbose: int = in_range(0, 2, default=1)
 
 
 @dataclasses.dataclass
@@ -108,7 +108,7 @@ class InferenceSection:
 
     roi_size: tuple[int, ...] | None = None
     overlap: float = 0.5
-    window_batch_size: int = 2
+    window_batch_size: int = at_least(1, default=2)
     tta: bool = False
     crop_to_nonzero: bool = True
     overlays: bool = True
@@ -122,7 +122,7 @@ class BratsConfig:
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
     inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
-    output_dir: str = "runs/brats"
+    output_dir: str = output_folder("runs/brats")
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 

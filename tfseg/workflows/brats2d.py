@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, output_folder, positive
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows.brats_cases import CaseSource
 
@@ -48,8 +48,8 @@ PAPER_SIZES = {"patches.patch_size": 128, "patches.stride": 64, "model.encoder":
 class PatchSection:
     """The HDF5 patch store: patch size and stride, the tumour filter, where it is written."""
 
-    patch_size: int = 128
-    stride: int = 64
+    patch_size: int = positive(128)
+    stride: int = positive(64)
     min_foreground: int = 1
     store: str | None = None
 
@@ -81,17 +81,17 @@ class ModelSection:
 class TrainSection:
     """AdamW, focal loss (optionally + Dice), ReduceLROnPlateau on val_loss, optional mixed precision."""
 
-    epochs: int = 50
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    epochs: int = at_least(1, default=50)
+    batch_size: int = at_least(1, default=32)
+    learning_rate: float = positive(1e-4)
     weight_decay: float = 1e-4
     loss: str = choice("focal", ("focal", "focal_dice"))
     focal_gamma: float = 2.0
     plateau_patience: int = 3
     plateau_factor: float = 0.5
     mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    seed: int = at_least(0, default=0)
+    verbose: int = in_range(0, 2, default=1)
 
 
 @dataclasses.dataclass
@@ -99,7 +99,7 @@ class InferenceSection:
     """Tiling of whole slices at test time, and how many test cases get a GIF."""
 
     overlap: float = 0.5
-    window_batch_size: int = 8
+    window_batch_size: int = at_least(1, default=8)
     gifs: int = 3
 
 
@@ -113,7 +113,7 @@ class Brats2DConfig:
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
     inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
-    output_dir: str = "runs/brats2d"
+    output_dir: str = output_folder("runs/brats2d")
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 

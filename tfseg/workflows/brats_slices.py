@@ -25,7 +25,7 @@ import logging
 
 import numpy as np
 
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, output_folder, positive
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows.brats_cases import CaseSource
 
@@ -54,7 +54,7 @@ class SliceSection:
     planes: tuple[str, ...] = ("axial", "coronal", "sagittal")
     min_ratio: float = 0.01
     dedupe: float = 0.02
-    image_size: int = 224
+    image_size: int = positive(224)
     augment: bool = True
 
 
@@ -65,7 +65,7 @@ class ModelSection:
     name: str = "unet_plus_plus"
     encoder: str = "densenet121"
     weights: str | None = None
-    freeze_epochs: int = 10
+    freeze_epochs: int = at_least(0, default=10)
     options: dict = dataclasses.field(default_factory=dict)
 
 
@@ -73,13 +73,13 @@ class ModelSection:
 class TrainSection:
     """Adam with cosine decay; batch soft Dice + binary cross-entropy on the two sigmoid masks."""
 
-    epochs: int = 40
-    batch_size: int = 16
-    learning_rate: float = 1e-4
+    epochs: int = at_least(1, default=40)
+    batch_size: int = at_least(1, default=16)
+    learning_rate: float = positive(1e-4)
     loss: str = choice("dice_bce", ("dice", "dice_bce"))
     mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    seed: int = at_least(0, default=0)
+    verbose: int = in_range(0, 2, default=1)
 
 
 @dataclasses.dataclass
@@ -90,7 +90,7 @@ class SlicesConfig:
     slices: SliceSection = dataclasses.field(default_factory=SliceSection)
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    output_dir: str = "runs/brats_slices"
+    output_dir: str = output_folder("runs/brats_slices")
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, output_folder, positive
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.workflows.common import ImagePreparation, ModelSection as BaseModelSection
 from tfseg.workflows.recipe import DataSplit
@@ -56,9 +56,9 @@ class DataSection(ImagePreparation):
 
     root: str | None = None
     synthetic_dir: str | None = None
-    synthetic_patients: int = 20
-    image_size: int = 256
-    test_fraction: float = 0.1
+    synthetic_patients: int = at_least(1, default=20)
+    image_size: int = positive(256)
+    test_fraction: float = in_range(0.0, 1.0, default=0.1)
 
 
 @dataclasses.dataclass
@@ -72,14 +72,14 @@ class ModelSection(BaseModelSection):
 class TrainSection:
     """Adam with exponential decay per epoch and a sigmoid soft-Dice loss (rmldnn's settings)."""
 
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    epochs: int = at_least(1, default=20)
+    batch_size: int = at_least(1, default=32)
+    learning_rate: float = positive(1e-4)
     lr_decay: float = 0.95
     loss: str = choice("dice", ("dice", "dice_bce", "bce"))
     mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    seed: int = at_least(0, default=0)
+    verbose: int = in_range(0, 2, default=1)
 
 
 @dataclasses.dataclass
@@ -98,7 +98,7 @@ class LggConfig:
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
     outputs: OutputSection = dataclasses.field(default_factory=OutputSection)
-    output_dir: str = "runs/lgg"
+    output_dir: str = output_folder("runs/lgg")
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 

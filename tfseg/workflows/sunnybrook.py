@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, output_folder, positive
 from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
 from tfseg.workflows.common import ImagePreparation, ModelSection as BaseModelSection
 from tfseg.workflows.recipe import DataSplit
@@ -60,10 +60,10 @@ class DataSection(ImagePreparation):
     contour: str = choice("icontour", ("icontour", "ocontour"))
     series: dict | None = None
     synthetic_dir: str | None = None
-    synthetic_cases: int = 15
-    image_size: int = 128
+    synthetic_cases: int = at_least(1, default=15)
+    image_size: int = positive(128)
     channels: int = choice(1, (1, 3))
-    val_fraction: float = 0.2
+    val_fraction: float = in_range(0.0, 1.0, default=0.2)
 
 
 @dataclasses.dataclass
@@ -77,13 +77,13 @@ class ModelSection(BaseModelSection):
 class TrainSection:
     """Optimization settings (Adam, as in the DIGITS lab; cosine or polynomial decay)."""
 
-    epochs: int = 10
-    batch_size: int = 8
-    learning_rate: float = 1e-4
+    epochs: int = at_least(1, default=10)
+    batch_size: int = at_least(1, default=8)
+    learning_rate: float = positive(1e-4)
     lr_schedule: str = choice("cosine", ("constant", "cosine", "poly"))
     loss: str = choice("dice_ce", ("dice", "dice_ce", "ce"))
-    seed: int = 0
-    verbose: int = 1
+    seed: int = at_least(0, default=0)
+    verbose: int = in_range(0, 2, default=1)
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ class SunnybrookConfig:
     data: DataSection = dataclasses.field(default_factory=DataSection)
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
-    output_dir: str = "runs/sunnybrook"
+    output_dir: str = output_folder("runs/sunnybrook")
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
