@@ -220,6 +220,7 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
 
     from tfseg.losses import DiceCrossEntropyLoss
     from tfseg.training import set_seed
+    from tfseg.training.config import config_fingerprint
     from tfseg.workflows.common import fit_phases
 
     set_seed(config.train.seed)
@@ -238,7 +239,7 @@ def train(config, model, train_ds, val_ds, strategy=None, dist=None):
     return fit_phases(dist, model, loss, optimizer, make_metrics(), train_ds, val_ds, epochs=config.train.epochs,
                       output_dir=config.output_dir, monitor=monitor, freeze_epochs=config.model.freeze_encoder_epochs,
                       set_encoder_trainable=set_encoder_trainable, resume=config.resume,
-                      verbose=config.train.verbose)
+                      verbose=config.train.verbose, fingerprint=config_fingerprint(config))
 
 
 def set_encoder_trainable(model, trainable):

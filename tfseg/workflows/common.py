@@ -85,7 +85,7 @@ def load_with_overrides(args, defaults, config_class, updates):
 
 
 def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, output_dir, monitor, mode="max",
-               freeze_epochs=0, set_encoder_trainable=None, resume=False, verbose=1, reduce_lr=None):
+               freeze_epochs=0, set_encoder_trainable=None, resume=False, verbose=1, reduce_lr=None, fingerprint=None):
     """Train, optionally first with the encoder frozen, with checkpoints every epoch and resume.
 
     With `freeze_epochs > 0`, epochs `[0, freeze_epochs)` train with `set_encoder_trainable(model,
@@ -105,6 +105,8 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
         resume: continue from the last checkpoint in `<output_dir>/checkpoints`.
         verbose: 1 for progress bars.
         reduce_lr: keyword arguments of `keras.callbacks.ReduceLROnPlateau`, or None.
+        fingerprint: `tfseg.training.config.config_fingerprint(config)`: stored in the checkpoints;
+            a resume from another config's checkpoint is refused.
 
     Returns:
         `(history, seconds)`: the trainer's history dict and the wall time of training.
@@ -128,7 +130,7 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
                                                            is_chief=trainer.is_chief, reduce_lr=reduce_lr)]
         history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds, callbacks=callbacks,
                               checkpoint_dir=os.path.join(output_dir, "checkpoints"), resume=resume or index > 0,
-                              verbose=verbose if trainer.is_chief else 0)
+                              verbose=verbose if trainer.is_chief else 0, fingerprint=fingerprint)
     return history, time.perf_counter() - start
 
 
