@@ -169,6 +169,9 @@ class Trainer:
         jit_compile: compile the forward and backward pass with XLA (slower on CPU; try it on GPU).
         on_nan: "raise" or its synonym "stop" (stop with `NonFiniteLossError`), or "skip_batch"
             (log, leave the weights and the non-trainable state of that batch untouched, go on).
+        nan_policy: the same as `on_nan` (the name of the workflows' setting); wins when given.
+        describe_rows: optional `fn(batch, rows) -> str` naming the cases of the given rows of a
+            batch (e.g. from case ids the dataset carries); used in the non-finite loss message.
 
     Example:
         >>> import keras
@@ -179,7 +182,9 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, metrics=(), strategy=None, loss_weights=None, jit_compile=False,
-                 on_nan="raise"):
+                 on_nan="raise", nan_policy=None, describe_rows=None):
+        if nan_policy is not None:
+            on_nan = nan_policy
         if on_nan not in ON_NAN_POLICIES:
             raise ConfigError(f"on_nan must be one of {ON_NAN_POLICIES}, got {on_nan!r}")
         self.model = model
@@ -187,6 +192,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.jit_compile = bool(jit_compile)
         self.on_nan = on_nan
+        self.describe_rows = describe_rows
         self.history = {}
         self.skipped_batches = 0
         self._output_names = list(getattr(model, "output_names", None) or [])
@@ -704,7 +710,7 @@ class Trainer:
             callback_list.on_train_batch_begin(step)
             loss, applied, logs = self._train_fn(batch)
             if not bool(applied):
-                self._non_finite(epoch, step, float(loss))
+                self._non_finite(epoch, step, float(loss), batch)
             callback_list.on_train_batch_end(step, logs)
             step += 1
             if self.model.stop_training:
@@ -713,13 +719,45 @@ class Trainer:
             raise ConfigError(f"epoch {epoch + 1}: the training dataset yielded no batch")
         return iterator
 
-    def _non_finite(self, epoch, step, loss):
+    def _local(self, value):
+        """A (possibly per-replica) batch tensor as one numpy array of this process's rows."""
+        parts = [np.asarray(v) for v in self.strategy.experimental_local_results(value)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def _bad_rows(self, batch):
+        """What is known about the rows of a batch whose loss was not finite, as text ('' if nothing)."""
+        try:
+            x, y, _ = _unpack(batch)
+            found = []
+            for what, value in (("inputs", x), ("targets", y)):
+                rows = set()
+                for tensor in tf.nest.flatten(value):
+                    array = self._local(tensor)
+                    if array.dtype.kind == "f":
+                        rows.update(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1)).tolist())
+                if rows:
+                    found.append((what, sorted(rows)))
+            text = "; ".join(f"the {what} of batch row(s) {rows} hold NaN/inf" for what, rows in found)
+            if self.describe_rows is not None:
+                rows = sorted({r for _, rs in found for r in rs}) or None
+                named = self.describe_rows(batch, rows)
+                if named:
+                    text = f"{text}; cases: {named}" if text else f"cases: {named}"
+            return text
+        except Exception as error:  # never hide the loss error behind a reporting error
+            logger.debug("could not inspect the bad batch: %s", error)
+            return ""
+
+    def _non_finite(self, epoch, step, loss, batch=None):
         where = f"epoch {epoch + 1}, step {step + 1}"
+        details = self._bad_rows(batch) if batch is not None else ""
+        if details:
+            where = f"{where} ({details})"
         if self.on_nan in ("raise", "stop"):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss}) at {where}; that batch was not applied, the model keeps "
                 "the weights of the previous step. Check the inputs and labels for NaN/inf, lower the "
-                "learning rate, or pass on_nan='skip_batch'.")
+                "learning rate, or skip such batches (nan_policy='skip_batch').")
         self.skipped_batches += 1
         logger.warning("non-finite training loss (%s) at %s: batch skipped (%d so far)", loss, where,
                        self.skipped_batches)
