@@ -1,8 +1,8 @@
 """Train a tiny model on one replica and on a 2-replica MirroredStrategy (two logical CPUs); print JSON.
 
 Run as a script (the logical devices must be set before TensorFlow starts). The optimizer is
-created outside `strategy.scope()`, as the workflows do, and the mirrored run checkpoints every
-epoch and is resumed by a second trainer for its last epoch.
+created outside `strategy.scope()`, as the workflows do; the mirrored run checkpoints every
+epoch, is resumed by a second trainer for its last epoch, then saved and exported.
 """
 import json
 import os
@@ -25,7 +25,7 @@ from tfseg.training import Trainer  # noqa: E402
 
 def make_model():
     keras.utils.set_random_seed(3)
-    inputs = keras.Input((8, 8, 1))
+    inputs = keras.Input((None, None, 1))
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     return keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(x))
 
@@ -50,6 +50,12 @@ def main():
         model = make_model()
     resumed = Trainer(model, keras.losses.BinaryCrossentropy(), keras.optimizers.Adam(1e-2), strategy=strategy)
     history = resumed.fit(data, epochs=3, verbose=0, checkpoint_dir=folder, resume=True)
+    # what a workflow writes next: the model with its optimizer, and the SavedModel
+    from tfseg.export.savedmodel import ServingSpec, export_savedmodel
+    from tfseg.utils.atomic import atomic_save_model
+
+    atomic_save_model(model, os.path.join(folder, "model.keras"))
+    export_savedmodel(model, os.path.join(folder, "saved_model"), ServingSpec(stride=1, activation="sigmoid"))
     print(json.dumps({"replicas": strategy.num_replicas_in_sync, "single": single_history["loss"],
                       "mirrored": history["loss"], "iterations": int(resumed.optimizer.iterations.numpy()),
                       "max_weight_difference": max(float(np.max(np.abs(a - b))) for a, b in

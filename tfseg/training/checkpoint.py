@@ -99,10 +99,19 @@ def adopt_optimizer(optimizer, strategy):
             for old in list(opt._variables):
                 replaced[id(old)] = keras.Variable(old.numpy(), name=old.name, dtype=old.dtype,
                                                    trainable=old.trainable, aggregation="only_first_replica")
-        opt._variables[:] = [replaced.get(id(v), v) for v in opt._variables]
-        for attribute, value in list(vars(opt).items()):
-            if id(value) in replaced:
-                object.__setattr__(opt, attribute, replaced[id(value)])
+        # Swap the variables in as `__init__` set them: with Keras' attribute tracker out of the
+        # way (it would add them a second time) and a new list (TensorFlow's tracking refuses a
+        # list changed in place when the model is later exported).
+        tracker = opt.__dict__.pop("_tracker")
+        try:
+            opt._variables = [replaced.get(id(v), v) for v in opt._variables]
+            for attribute, value in list(vars(opt).items()):
+                if id(value) in replaced:
+                    setattr(opt, attribute, replaced[id(value)])
+        finally:
+            opt.__dict__["_tracker"] = tracker
+        tracker.config["variables"] = (tracker.config["variables"][0], opt._variables)
+        tracker.stored_ids["variables"] = {id(v) for v in opt._variables}
         opt._distribution_strategy = strategy
         logger.debug("optimizer %s moved under %s", opt.name, type(strategy).__name__)
     return optimizer
