@@ -57,7 +57,8 @@ def test_output_dir_that_is_a_file(tmp_path):
     existing.write_text("x")
     with pytest.raises(ConfigError) as caught:
         override(Run(), {"output_dir": str(existing)})
-    assert str(caught.value) == f"config.output_dir: {existing} exists and is a file; give a folder to write the run into"
+    assert str(caught.value) == (f"config.output_dir: {existing} exists and is a file; give a folder to write the "
+                                 "run into")
     with pytest.raises(ConfigError, match="exists and is a file"):
         from_dict(Run, {"output_dir": str(existing)})
     assert override(Run(), {"output_dir": str(tmp_path / "new")}).output_dir == str(tmp_path / "new")

@@ -94,3 +94,23 @@ def test_missing_modality_names_the_missing_file(tmp_path):
     with pytest.raises(DataError) as caught:
         find_brats(data.root, on_error="raise")
     assert caught.value.path == missing and "missing t1 image" in caught.value.reason
+
+
+def test_brats_workflow_lists_the_skipped_file_and_counts_what_it_trains_on(damaged, tmp_path):
+    import json
+
+    from tfseg.training.config import from_dict
+    from tfseg.workflows import brats
+
+    cases, path = damaged
+    listing = tmp_path / "datalist.json"
+    entry = lambda c: {"image": list(c.images), "label": c.label}  # noqa: E731
+    listing.write_text(json.dumps({"training": [entry(c) for c in cases], "validation": [entry(cases[0])]}))
+    config = from_dict(brats.BratsConfig, {"data": {"datalist": str(listing), "crop_size": [16, 16, 16],
+                                                    "cache": False, "on_error": "skip"},
+                                           "train": {"batch_size": 1}, "output_dir": str(tmp_path / "run")})
+    data = brats.find_data(config)
+    train_ds, _ = brats.make_datasets(config, data)
+    assert sum(1 for _ in train_ds) == 3
+    assert data.problems.records() == [{"path": path, "reason": data.problems.problems[0].reason}]
+    assert [c.case_id for c in data.problems.usable(data.train)] == ["BraTS2021_00000", "BraTS2021_00002"]

@@ -88,7 +88,8 @@ class ProblemLog:
             >>> Case = collections.namedtuple("Case", "images label")
             >>> log = ProblemLog(on_error="skip")
             >>> log.report("b/t1.nii.gz", "truncated")
-            >>> [c.label for c in log.usable([Case(("a/t1.nii.gz",), "a/seg.nii.gz"), Case(("b/t1.nii.gz",), "b/seg.nii.gz")])]
+            >>> cases = [Case(("a/t1.nii.gz",), "a/seg.nii.gz"), Case(("b/t1.nii.gz",), "b/seg.nii.gz")]
+            >>> [c.label for c in log.usable(cases)]
             ['a/seg.nii.gz']
         """
         bad = {p.path for p in self.problems}

@@ -365,7 +365,7 @@ def run(config):
 
         metrics.update(train_patches=len(case_subset(store.path, [c.case_id for c in cases.train])),
                        patch_store_reused=bool(store.reused), synthetic_data=cases.synthetic,
-                       skipped_records=len(cases.problems))
+                       skipped_records=len(cases.problems), skipped_files=cases.problems.records())
     export(config, model, metrics, dist)
     return metrics
 

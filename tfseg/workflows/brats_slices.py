@@ -266,7 +266,8 @@ def run(config):
     metrics = evaluate(config, model, val, seconds) if dist.is_chief else {}
     if metrics:
         metrics.update(train_slices=len(train), train_cases=len(cases.train), val_cases=len(cases.val),
-                       synthetic_data=cases.synthetic, skipped_records=len(cases.problems))
+                       synthetic_data=cases.synthetic, skipped_records=len(cases.problems),
+                       skipped_files=cases.problems.records())
     export(config, model, metrics, dist)
     return metrics
 

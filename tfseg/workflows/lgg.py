@@ -269,6 +269,7 @@ def evaluate(config, model, test, split=None, train_seconds=None):
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if split is not None:
         metrics.update(train_slices=len(split.train), skipped_records=len(split.problems),
+                       skipped_files=split.problems.records(),
                        synthetic_data=split.synthetic)
     write_predictions(config, ids, test.images, truth, predicted)
     plot_curves(config.output_dir)

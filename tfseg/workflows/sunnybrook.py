@@ -268,6 +268,7 @@ def evaluate(config, model, val_samples, split=None, train_seconds=None):
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if split is not None:
         metrics.update(train_images=len(split.train), skipped_records=len(split.problems),
+                       skipped_files=split.problems.records(),
                        synthetic_data=split.synthetic)
     return metrics
 
