@@ -11,7 +11,6 @@ Example:
     >>> main(["synth", "--help"])  # doctest: +SKIP
 """
 import argparse
-import json
 import logging
 import sys
 
