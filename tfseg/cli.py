@@ -5,7 +5,7 @@
     tfseg merge-labels --wt wt.nii.gz --tc tc.nii.gz --et et.nii.gz labels.nii.gz
     tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label] [--rtstruct RS.dcm [--roi Heart]
                   [--label-map]]
-    tfseg export MODEL.keras OUT [--format savedmodel|onnx|tflite|tensorrt] [--image-size 128]
+    tfseg export RUN_DIR|MODEL.keras OUT [--format savedmodel|onnx|tflite|tensorrt] [--image-size 128]
                  [--normalization zscore] [--input-shape 1,256,256,1] [--precision fp16] ...
 
 Example:
@@ -14,7 +14,6 @@ Example:
     ('synth', 'brats', 4)
 """
 import argparse
-import json
 import logging
 import sys
 
@@ -83,41 +82,9 @@ def _shape(text):
 
 
 def _export(args):
-    import keras
+    from tfseg.export.from_run import run_export
 
-    import tfseg.losses  # noqa: F401  (registers custom objects)
-    import tfseg.metrics  # noqa: F401
-    import tfseg.models  # noqa: F401
-    from tfseg.errors import ConfigError
-    from tfseg.export import export_model
-    from tfseg.export.savedmodel import ServingSpec
-
-    model = keras.saving.load_model(args.model, compile=False)
-    size = (args.image_size, args.image_size) if args.image_size else None
-    names = tuple(args.class_names.split(",")) if args.class_names else ()
-    spec = ServingSpec(image_size=size, stride=args.stride, in_channels=args.in_channels,
-                       normalization=args.normalization, activation=args.activation, class_names=names)
-    options = {}
-    preprocessing = not args.no_preprocessing
-    if args.format == "savedmodel":
-        if args.no_preprocessing:
-            raise ConfigError("--no-preprocessing applies to onnx, tflite and tensorrt; a SavedModel always "
-                              "carries the preprocessing signature")
-    elif args.format == "onnx":
-        options = {"opset": args.opset, "include_preprocessing": preprocessing}
-    elif args.format == "tflite":
-        options = {"input_shape": args.input_shape, "quantize": args.quantize,
-                   "include_preprocessing": preprocessing}
-    else:
-        options = {"precision": args.precision, "min_shape": args.min_shape, "opt_shape": args.input_shape,
-                   "max_shape": args.max_shape, "include_preprocessing": preprocessing}
-    path = export_model(model, args.out, args.format, spec, **options)
-    if args.format == "savedmodel":
-        print(json.dumps({"saved_model": path, "signature": "serving_default", "format": "savedmodel"}))
-    else:
-        print(json.dumps({"format": args.format, "path": str(path), "inputs": ["image"],
-                          "outputs": ["probabilities", "labels"]}))
-    return 0
+    return run_export(args)
 
 
 def build_parser():
@@ -154,17 +121,19 @@ def build_parser():
 
     export = commands.add_parser("export", help="export a .keras model: SavedModel (TF Serving), ONNX, TFLite, "
                                                 "TensorRT")
-    export.add_argument("model", help="a .keras file")
+    export.add_argument("model", help="a run folder (its model.keras) or a .keras file; sizes, channels, "
+                                      "normalization and class names come from the run unless given")
     export.add_argument("out", help="SavedModel directory, .onnx, .tflite or TensorRT engine file to write")
     export.add_argument("--format", default="savedmodel", choices=("savedmodel", "onnx", "tflite", "tensorrt"),
                         help="savedmodel (default), onnx (needs tfseg[onnx]), tflite, tensorrt (TF-TRT or tensorrt)")
     export.add_argument("--image-size", type=int, help="training size: inputs are resized to it and back")
-    export.add_argument("--stride", type=int, default=32, help="pad inputs to a multiple of this (no --image-size)")
-    export.add_argument("--in-channels", type=int, default=1)
-    export.add_argument("--normalization", default="zscore",
+    export.add_argument("--stride", type=int, help="pad inputs to a multiple of this (no --image-size; default 32)")
+    export.add_argument("--in-channels", type=int, help="channels of the raw input (default: the model's)")
+    export.add_argument("--normalization",
                         help="per-image normalization inside the signature: zscore, zscore_nonzero, percentile, "
-                             "minmax or none (checked against tfseg.data.transforms.intensity.NORMALIZATIONS)")
-    export.add_argument("--activation", default="softmax", choices=("softmax", "sigmoid"))
+                             "minmax or none (checked against tfseg.data.transforms.intensity.NORMALIZATIONS; "
+                             "default zscore)")
+    export.add_argument("--activation", choices=("softmax", "sigmoid"), help="default softmax")
     export.add_argument("--class-names", help="comma-separated output channel names")
     export.add_argument("--no-preprocessing", action="store_true",
                         help="onnx/tflite/tensorrt: export the bare model (preprocessed input; 2D or 3D)")

@@ -94,7 +94,9 @@ def test_missing_modality_is_skipped_with_a_problem_or_raises(tmp_path):
     assert [c.case_id for c in cases] == ["BraTS2021_00000"]
     assert len(log) == 1
     assert "BraTS2021_00001" in log.problems[0].path and "missing t1ce image" in log.problems[0].reason
-    with pytest.raises(DataError, match=r"BraTS2021_00001_flair.nii.gz: case BraTS2021_00001: missing t1ce"):
+    # named by the missing file, not by the FLAIR that marks the case
+    assert log.problems[0].path == str(tmp_path / "BraTS2021_00001" / "BraTS2021_00001_t1ce.nii.gz")
+    with pytest.raises(DataError, match=r"BraTS2021_00001_t1ce.nii.gz: case BraTS2021_00001: missing t1ce"):
         find_brats(tmp_path, on_error="raise")
     # asking only for the modalities present, the case is whole
     assert len(find_brats(tmp_path, modalities=("flair", "t2"), on_error="raise")) == 2

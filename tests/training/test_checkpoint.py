@@ -54,7 +54,7 @@ def test_round_trip_restores_weights_and_optimizer_exactly(tmp_path, optimizer_n
     manager = CheckpointManager(tmp_path)
     path = manager.save(3, model, optimizer, state={"seed": 1, "history": {"loss": [0.5, 0.4, 0.3]}})
     assert path == str(tmp_path / "ckpt-0003")
-    assert sorted(os.listdir(path)) == ["model.weights.h5", "optimizer.npz", "state.json"]
+    assert sorted(os.listdir(path)) == ["model.weights.h5", "model_state.npz", "optimizer.npz", "state.json"]
 
     fresh = make_model(seed=99)
     fresh_optimizer = OPTIMIZERS[optimizer_name]()

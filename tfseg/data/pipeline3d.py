@@ -29,9 +29,11 @@ with a `crop_size` each volume is centre-cropped and/or zero-padded to exactly t
 Errors: header problems (missing or unreadable file, not 3D, shapes that differ between the
 modalities and the label, a missing label) are found before the dataset is built and reported
 by path: `on_error="raise"` raises `DataError`, `"skip"` logs and leaves the case out. Corrupt
-voxel data found later while decoding surfaces as a TensorFlow error whose message contains the
-`DataError` text with the file name (`"raise"`), or is logged and the case dropped for that
-epoch (`"skip"`, through `tf.data`'s `ignore_errors`).
+voxel data (a truncated file whose header is intact) is found while decoding, in Python: under
+`"skip"` the file is logged, added to `problems` once (with its path and reason) and its case
+left out of every epoch; under `"raise"` the pipeline fails with a TensorFlow error that
+`tfseg.training.Trainer` turns back into the `DataError` naming the file
+(`tfseg.utils.problems.recover_data_error`).
 
 `cache=True` keeps the decoded int16 volumes (and their statistics) in memory after the first
 epoch — half the memory of float32, and crops are sliced from them without copying the volume.
@@ -56,7 +58,7 @@ from tfseg.data.transforms.intensity import nonzero_stats
 from tfseg.data.transforms.labels import brats_regions
 from tfseg.data.transforms.volume import check_probability, check_size_3d, crop_start, crop_tensor, flip_axes, \
     flip_mask, intensity_parameters
-from tfseg.utils.problems import ProblemLog, check_policy
+from tfseg.utils.problems import ProblemLog, check_policy, pipeline_error
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.nifti import read_nifti
 
@@ -138,6 +140,16 @@ def check_cases(cases, on_error="raise", problems=None):
     return good, shapes, small_int
 
 
+def _read_voxels(path):
+    """The voxel array of one NIfTI file; any failure is a `DataError` naming that file."""
+    try:
+        return read_nifti(path).array
+    except DataError:
+        raise
+    except Exception as error:  # nibabel, numpy and zlib raise many types for damaged files
+        raise DataError(path, f"cannot decode the voxel data ({type(error).__name__}: {error})") from None
+
+
 def decode_case(case, dtype=np.int16):
     """Read one case: its modalities as separate `(D, H, W)` arrays, the label, and the statistics.
 
@@ -156,13 +168,13 @@ def decode_case(case, dtype=np.int16):
     """
     images, mean, std = [], [], []
     for path in case.images:
-        array = read_nifti(path).array
+        array = _read_voxels(path)
         array = array.astype(dtype, copy=False)
         m, s = nonzero_stats(array)
         images.append(array)
         mean.append(m)
         std.append(s)
-    label = read_nifti(case.label).array
+    label = _read_voxels(case.label)
     if label.dtype != np.uint8:
         low, high = label.min(), label.max()
         if low < 0 or high > 255 or (label.dtype.kind == "f" and np.any(label != np.round(label))):
@@ -244,17 +256,37 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
     logger.info("3D dataset: %d cases (%d skipped), %d channels decoded as %s", len(good), len(cases) - len(good),
                 channels, np.dtype(raw_dtype).name)
 
+    failures = problems if problems is not None else ProblemLog("skip")
+    failed = set()
+    placeholder = ([np.zeros((1, 1, 1), raw_dtype)] * channels + [np.zeros((1, 1, 1), np.uint8),
+                   np.zeros(channels, np.float32), np.ones(channels, np.float32)])
+
     def decode_py(index):
-        images, label, mean, std = decode_case(good[int(index)], raw_dtype)
-        return (*images, label, mean, std)
+        """Decode a case; a damaged file is reported by path (raise, or skip with a placeholder)."""
+        case = good[int(index)]
+        try:
+            images, label, mean, std = decode_case(case, raw_dtype)
+        except DataError as error:
+            if on_error == "raise":
+                raise pipeline_error(error) from None
+            if case.case_id not in failed:  # once, though the case fails again every epoch
+                failed.add(case.case_id)
+                failures.report(error.path, f"case {case.case_id}: {error.reason}; the case is left out")
+            if len(failed) == len(good):
+                raise pipeline_error(DataError(error.path, f"none of the {len(good)} cases could be decoded "
+                                                           "(see the files reported above)")) from None
+            return (*placeholder, np.bool_(False))
+        return (*images, label, mean, std, np.bool_(True))
 
     def decode(index):
-        out = tf.numpy_function(decode_py, [index], [tf_raw] * channels + [tf.uint8, tf.float32, tf.float32],
+        out = tf.numpy_function(decode_py, [index],
+                                [tf_raw] * channels + [tf.uint8, tf.float32, tf.float32, tf.bool],
                                 stateful=False, name="decode_case")
         for volume in out[:channels + 1]:
             volume.set_shape([None, None, None])
-        for stat in out[channels + 1:]:
+        for stat in out[channels + 1:channels + 3]:
             stat.set_shape([channels])
+        out[-1].set_shape([])
         return tuple(out)
 
     def finish(image, label, mean, std, shift, scale):
@@ -264,8 +296,11 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
 
     zeros, ones = tf.zeros([channels]), tf.ones([channels])
 
+    def split(decoded):
+        return decoded[:channels], decoded[channels], decoded[channels + 1], decoded[channels + 2]
+
     def train_map(decoded, seed_pair):
-        volumes, label, mean, std = decoded[:channels], decoded[channels], decoded[channels + 1], decoded[-1]
+        volumes, label, mean, std = split(decoded)
         seeds = tf.random.experimental.stateless_split(tf.cast(seed_pair, tf.int64), 3)
         start = crop_start(tf.shape(label), crop_size, seeds[0], label, foreground_probability, foreground_classes)
         image = tf.stack([crop_tensor(v, start, crop_size) for v in volumes], axis=-1)
@@ -277,7 +312,7 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
         return finish(image, label, mean, std, shift, scale)
 
     def eval_map(*decoded):
-        volumes, label, mean, std = decoded[:channels], decoded[channels], decoded[channels + 1], decoded[-1]
+        volumes, label, mean, std = split(decoded)
         if crop_size is None:
             image = tf.stack(volumes, axis=-1)
         else:
@@ -288,34 +323,52 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
             label = crop_tensor(label, start, crop_size)
         return finish(image, label, mean, std, zeros, ones)
 
+    def decoded_ok(*element):
+        return element[-1]
+
+    def drop_flag(*element):
+        return element[:-1]
+
     options = dict(num_parallel_calls=parallel, deterministic=deterministic)
     dataset = tf.data.Dataset.range(len(good))
+    skip = on_error == "skip"
     if training:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         if cache:
             dataset = dataset.map(decode, **options).cache()
-            dataset = _skip_errors(dataset, on_error)
-            dataset = dataset.shuffle(len(good), seed=seed, reshuffle_each_iteration=True)
+            if skip:
+                dataset = dataset.filter(decoded_ok)
+            dataset = dataset.map(drop_flag).shuffle(len(good), seed=seed, reshuffle_each_iteration=True)
+            dataset = _same_length(dataset, len(good), skip)
             dataset = tf.data.Dataset.zip((dataset, seeds)).map(train_map, **options)
         else:
             # Shuffle indices (cheap), then decode + crop in one map: whole volumes live only
             # inside one call, never in a buffer.
             dataset = dataset.shuffle(len(good), seed=seed, reshuffle_each_iteration=True)
             dataset = tf.data.Dataset.zip((dataset, seeds))
-            dataset = dataset.map(lambda index, pair: train_map(decode(index), pair), **options)
-            dataset = _skip_errors(dataset, on_error)
+
+            def decode_and_crop(index, pair):
+                decoded = decode(index)
+                return (*train_map(decoded[:-1], pair), decoded[-1])
+
+            dataset = dataset.map(decode_and_crop, **options)
+            if skip:
+                dataset = dataset.filter(decoded_ok)
+            dataset = _same_length(dataset.map(drop_flag), len(good), skip)
     else:
         dataset = dataset.map(decode, **options)
         if cache:
             dataset = dataset.cache()
-        dataset = _skip_errors(dataset, on_error)
-        dataset = dataset.map(eval_map, **options)
+        if skip:
+            dataset = dataset.filter(decoded_ok)
+        dataset = dataset.map(drop_flag).map(eval_map, **options)
     dataset = dataset.batch(batch_size)
     return dataset.prefetch(2)
 
 
-def _skip_errors(dataset, on_error):
-    """Under "skip", drop (and log) elements whose decoding failed; under "raise", let errors through."""
-    if on_error == "skip":
-        return dataset.ignore_errors(log_warning=True)
-    return dataset
+def _same_length(dataset, length, skip):
+    """Under "skip", keep `length` training elements per epoch (a case that fails to decode is
+    made up from the next shuffled pass), so the dataset's length stays known for schedules."""
+    if not skip:
+        return dataset
+    return dataset.repeat().take(length)

@@ -197,14 +197,14 @@ def _label_fallback(folder, names, case_ids_in_folder):
 
 
 def _find_one(folder, by_key, case_id, key, what):
-    """The single file of `case_id` for `key`, or (None, reason)."""
+    """The single file of `case_id` for `key`, or `(None, reason, the file at fault)`."""
     found = by_key.get((case_id, key), [])
     if len(found) == 1:
-        return os.path.join(folder, found[0]), None
+        return os.path.join(folder, found[0]), None, None
     if not found:
         expected = os.path.join(folder, f"{case_id}_{key}.nii.gz")
-        return None, f"missing {what}: expected {expected} (or .nii)"
-    return None, f"several files for {what}: {', '.join(found)}"
+        return None, f"missing {what}: expected {expected} (or .nii)", expected
+    return None, f"several files for {what}: {', '.join(found)}", os.path.join(folder, found[0])
 
 
 def find_brats(root, modalities=MODALITIES, require_label=True, on_error="skip", problems=None):
@@ -265,14 +265,15 @@ def find_brats(root, modalities=MODALITIES, require_label=True, on_error="skip",
                     by_key.setdefault(parsed, []).append(name)
             listings[folder] = (names, by_key, {case for case, _ in by_key})
         names, by_key, case_ids = listings[folder]
-        images, reasons = [], []
+        images, reasons, culprits = [], [], []
         for modality in modalities + (() if "flair" in modalities else ("flair",)):
-            path, reason = _find_one(folder, by_key, case_id, modality, f"{modality} image")
+            path, reason, culprit = _find_one(folder, by_key, case_id, modality, f"{modality} image")
             if modality in modalities:
                 images.append(path)
             if reason:
                 reasons.append(reason)
-        label, label_reason = _find_one(folder, by_key, case_id, LABEL_SUFFIX, "label (seg)")
+                culprits.append(culprit)
+        label, label_reason, label_culprit = _find_one(folder, by_key, case_id, LABEL_SUFFIX, "label (seg)")
         if label is None and not by_key.get((case_id, LABEL_SUFFIX)):
             label = _label_fallback(folder, names, case_ids)
             if label is not None:
@@ -280,8 +281,9 @@ def find_brats(root, modalities=MODALITIES, require_label=True, on_error="skip",
                 logger.info("%s: using %s as the label of case %s", folder, os.path.basename(label), case_id)
         if label_reason and (require_label or by_key.get((case_id, LABEL_SUFFIX))):
             reasons.append(label_reason)
-        if reasons:
-            problems.report(flair_path, f"case {case_id}: " + "; ".join(reasons))
+            culprits.append(label_culprit)
+        if reasons:  # named by the (first) missing or doubled file, not by the FLAIR that marks the case
+            problems.report(culprits[0], f"case {case_id}: " + "; ".join(reasons))
             continue
         grade = _grade_from_folders(root, folder) or mapping_grades.get(case_id)
         cases.append(BratsCase(case_id, tuple(images), label, grade))

@@ -34,6 +34,7 @@ import tensorflow as tf
 from tfseg.data.transforms.intensity import check_normalization, gray_to_rgb, normalize_intensity
 from tfseg.data.transforms.labels import regions_to_brats_labels
 from tfseg.errors import ConfigError
+from tfseg.utils.atomic import clean_stale_temporaries
 
 METADATA_FILE = os.path.join("assets.extra", "tfseg.json")
 
@@ -141,6 +142,7 @@ def export_savedmodel(model, path, spec):
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
+    clean_stale_temporaries(parent)
     archive = keras.export.ExportArchive()
     archive.track(model)
     spatial_dims = len(model.input_shape) - 2
@@ -149,7 +151,7 @@ def export_savedmodel(model, path, spec):
                           "3D models are padded to the stride instead")
     signature = tf.TensorSpec((None,) * (spatial_dims + 1) + (spec.in_channels,), tf.float32, name="image")
     archive.add_endpoint(name="serving_default", fn=serving_function(model, spec), input_signature=[signature])
-    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".tmp-export-{os.getpid()}-", dir=parent)
     try:
         archive.write_out(staging, verbose=False)
         metadata_path = os.path.join(staging, METADATA_FILE)
@@ -172,7 +174,7 @@ def read_metadata(path):
 def _replace_directory(new, target):
     old = None
     if os.path.exists(target):
-        old = tempfile.mkdtemp(prefix=".tmp-old-", dir=os.path.dirname(target))
+        old = tempfile.mkdtemp(prefix=f".tmp-old-{os.getpid()}-", dir=os.path.dirname(target))
         os.rmdir(old)
         os.replace(target, old)
     os.replace(new, target)

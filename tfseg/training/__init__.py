@@ -4,6 +4,7 @@ The names below are imported on first use, so `import tfseg.training.config` sta
 
 - `Trainer`, `NonFiniteLossError`, `set_seed`, `is_chief` (trainer.py): the distribution-ready loop;
 - `CheckpointManager` (checkpoint.py): resumable epoch checkpoints;
+- `enable_determinism`, `deterministic_options` (determinism.py): bit-identical same-seed runs;
 - `EpochCheckpoint`, `TensorBoardLogger`, `default_callbacks`, `current_learning_rate` (callbacks.py).
 """
 from tfseg.utils.lazy import lazy_attributes
@@ -14,6 +15,8 @@ _EXPORTS = {
     "set_seed": "trainer",
     "is_chief": "trainer",
     "CheckpointManager": "checkpoint",
+    "enable_determinism": "determinism",
+    "deterministic_options": "determinism",
     "EpochCheckpoint": "callbacks",
     "TensorBoardLogger": "callbacks",
     "default_callbacks": "callbacks",

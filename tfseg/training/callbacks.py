@@ -18,6 +18,8 @@ Example:
     >>> [type(c).__name__ for c in default_callbacks(tempfile.mkdtemp())]
     ['CSVLogger', 'TensorBoardLogger', 'EpochCheckpoint']
 """
+import collections
+import csv
 import logging
 import math
 import os
@@ -29,7 +31,7 @@ from tensorflow.core.framework import summary_pb2
 
 from tfseg.errors import ConfigError
 from tfseg.training.checkpoint import CheckpointManager
-from tfseg.utils.atomic import atomic_save_model
+from tfseg.utils.atomic import atomic_path, atomic_save_model
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,72 @@ def restore_callbacks_state(callbacks, state):
         for name, value in saved.items():
             if value is not None:
                 setattr(callback, name, value)
+
+
+def _csv_value(value):
+    """A log value as Keras' CSVLogger writes it (lists as a quoted "[a, b]")."""
+    if isinstance(value, str) or np.ndim(value) == 0:
+        return value
+    return f'"[{", ".join(map(str, value))}]"'
+
+
+def rewrite_csv_history(path, history, separator=","):
+    """Rewrite a `history.csv` to hold exactly the epochs of `history`, as Keras' CSVLogger writes them.
+
+    A run killed after its CSVLogger wrote an epoch's row but before that epoch's checkpoint
+    resumes from the previous checkpoint and runs the epoch again: without this, the file would
+    hold that epoch twice. The trainer calls it before training with the restored history (an
+    empty history removes the file, so a run started afresh does not append to an old one).
+
+    Args:
+        path: the CSV file.
+        history: `{log name: [one value per epoch]}` (the checkpoint's history).
+        separator: the CSVLogger's `sep`.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "history.csv")
+        >>> rewrite_csv_history(path, {"loss": [0.5, 0.25], "val_loss": [0.6, 0.3]})
+        >>> open(path).read().splitlines()
+        ['epoch,loss,val_loss', '0,0.5,0.6', '1,0.25,0.3']
+    """
+    path = os.fspath(path)
+    epochs = max((len(v) for v in history.values()), default=0)
+    if not epochs:
+        if os.path.exists(path):
+            logger.info("%s: starting a new history", path)
+            os.remove(path)
+        return
+    keys = sorted(history)
+    if not any(k.startswith("val_") for k in keys):  # as CSVLogger, which adds the val_ columns
+        keys.extend(f"val_{k}" for k in list(keys))
+
+    class Dialect(csv.excel):
+        delimiter = separator
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["epoch", *keys], dialect=Dialect)
+            writer.writeheader()
+            for epoch in range(epochs):
+                row = collections.OrderedDict(epoch=epoch)
+                for key in keys:
+                    values = history.get(key, [])
+                    row[key] = _csv_value(values[epoch]) if epoch < len(values) else "NA"
+                writer.writerow(row)
+
+
+def output_folders(callbacks):
+    """The folders the callbacks write into (checkpoints, the best model, history, logs' parent)."""
+    folders = []
+    for callback in callbacks:
+        if isinstance(callback, EpochCheckpoint):
+            folders.append(callback.manager.directory)
+            if callback.best_path:
+                folders.append(os.path.dirname(os.path.abspath(callback.best_path)))
+        elif isinstance(callback, keras.callbacks.CSVLogger):
+            folders.append(os.path.dirname(os.path.abspath(callback.filename)))
+    return list(dict.fromkeys(folders))
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -5,6 +5,8 @@ A checkpoint is a folder `<directory>/ckpt-<epoch:04d>/` holding
 - `model.weights.h5`: the model's weights (`model.save_weights`);
 - `optimizer.npz`: every optimizer variable in order (`iterations`, the learning rate when it is
   a variable, the slots), so learning-rate schedules and Adam's moments continue exactly;
+- `model_state.npz`: the model's variables that are not weights, chiefly the random-number
+  states of dropout and other random layers, so a resumed run draws the same masks;
 - `state.json`: `epoch` (epochs completed) plus the caller's state (history, best metric, seed).
 
 The folder is written under a temporary name and renamed when complete, `state.json` last, so a
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
+STATE_VARIABLES_FILE = "model_state.npz"
 STATE_FILE = "state.json"
 LATEST_FILE = "latest"
 FORMAT_VERSION = 1
@@ -51,11 +54,87 @@ def strategy_scope(model):
     return strategy.scope()
 
 
+def _optimizer_strategy(optimizer):
+    """The `tf.distribute` strategy a Keras optimizer was created under (None if it does not say)."""
+    return getattr(optimizer, "_distribution_strategy", None)
+
+
+def adopt_optimizer(optimizer, strategy):
+    """Move an optimizer that is not built yet under `strategy`, in place.
+
+    A Keras optimizer remembers the strategy that was current when it was created and creates
+    its slot variables there; one created outside `strategy.scope()` and used under a
+    `MirroredStrategy` fails with "Mixing different tf.distribute.Strategy objects". Before it
+    is built, an optimizer holds only its step counter and learning rate: they are re-created
+    under `strategy` with their current values, so the optimizer behaves as if it had been created
+    under that scope. A `LossScaleOptimizer` and its inner optimizer are both moved.
+
+    Args:
+        optimizer: a Keras optimizer.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+
+    Returns:
+        `optimizer` itself.
+
+    Raises:
+        ConfigError: the optimizer is already built under another strategy (its slots live there).
+
+    Example:
+        >>> import keras
+        >>> optimizer = adopt_optimizer(keras.optimizers.SGD(0.1), tf.distribute.get_strategy())
+        >>> float(optimizer.learning_rate)
+        0.1
+    """
+    import keras
+
+    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        current = None if opt is None else _optimizer_strategy(opt)
+        if current is None or current is strategy:
+            continue
+        if opt.built:
+            raise ConfigError(f"optimizer {opt.name!r} was built outside the model's distribution strategy "
+                              f"({type(strategy).__name__}); create it under strategy.scope()")
+        replaced = {}
+        with strategy.scope(), keras.name_scope(opt.name, caller=opt):
+            for old in list(opt._variables):
+                replaced[id(old)] = keras.Variable(old.numpy(), name=old.name, dtype=old.dtype,
+                                                   trainable=old.trainable, aggregation="only_first_replica")
+        # Swap the variables in as `__init__` set them: with Keras' attribute tracker out of the
+        # way (it would add them a second time) and a new list (TensorFlow's tracking refuses a
+        # list changed in place when the model is later exported).
+        tracker = opt.__dict__.pop("_tracker")
+        try:
+            opt._variables = [replaced.get(id(v), v) for v in opt._variables]
+            for attribute, value in list(vars(opt).items()):
+                if id(value) in replaced:
+                    setattr(opt, attribute, replaced[id(value)])
+        finally:
+            opt.__dict__["_tracker"] = tracker
+        tracker.config["variables"] = (tracker.config["variables"][0], opt._variables)
+        tracker.stored_ids["variables"] = {id(v) for v in opt._variables}
+        opt._distribution_strategy = strategy
+        logger.debug("optimizer %s moved under %s", opt.name, type(strategy).__name__)
+    return optimizer
+
+
 def ensure_built(optimizer, model):
-    """Build `optimizer` for the model's trainable variables if it is not built yet."""
+    """Build `optimizer` for the model's trainable variables if it is not built yet.
+
+    An optimizer created outside the strategy the model was built under is first moved under it
+    (`adopt_optimizer`), so the optimizer may be created before or inside `strategy.scope()`.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and _optimizer_strategy(optimizer) is not None:
+        adopt_optimizer(optimizer, strategy)
     if not optimizer.built:
         with strategy_scope(model):
             optimizer.build(model.trainable_variables)
+
+
+def _state_variables(model):
+    """The model's variables that are not weights (random-number generator states), in a stable order."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 _SHAPE_MISMATCH = re.compile(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. "
@@ -113,18 +192,25 @@ class CheckpointManager:
         return sorted(found)
 
     def latest(self):
-        """The newest complete checkpoint folder, or None when there is none."""
+        """The newest complete checkpoint folder, or None when there is none.
+
+        The newest complete folder wins over the `latest` pointer: a save killed after its
+        folder was renamed into place but before the pointer was replaced leaves the pointer one
+        epoch behind, and that checkpoint is complete.
+        """
+        found = self.checkpoints()
+        if not found:
+            return None
         pointer = os.path.join(self.directory, LATEST_FILE)
         try:
             with open(pointer, encoding="utf-8") as handle:
-                name = json.load(handle)["checkpoint"]
-            path = os.path.join(self.directory, name)
-            if _NAME.match(name) and os.path.isfile(os.path.join(path, STATE_FILE)):
-                return path
+                named = json.load(handle)["checkpoint"]
         except (OSError, ValueError, KeyError, TypeError):
-            pass
-        found = self.checkpoints()
-        return found[-1][1] if found else None
+            named = None
+        if named is not None and os.path.basename(found[-1][1]) != named:
+            logger.warning("the %s pointer names %s but %s is complete and newer: using it", LATEST_FILE, named,
+                           os.path.basename(found[-1][1]))
+        return found[-1][1]
 
     def save(self, epoch, model, optimizer, state=None):
         """Write the checkpoint for `epoch` completed epochs, point `latest` at it, prune old ones.
@@ -156,6 +242,9 @@ class CheckpointManager:
             arrays = {f"v{i:05d}": np.asarray(variable.numpy()) for i, variable in enumerate(variables)}
             arrays["paths"] = np.array([variable.path for variable in variables], dtype=str)
             np.savez(os.path.join(tmp, OPTIMIZER_FILE), **arrays)
+            extra = _state_variables(model)
+            np.savez(os.path.join(tmp, STATE_VARIABLES_FILE), paths=np.array([v.path for v in extra], dtype=str),
+                     **{f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(extra)})
             record = {**state, "epoch": epoch, "format": FORMAT_VERSION,
                       "optimizer": type(optimizer).__name__, "optimizer_variables": len(variables)}
             atomic_write_json(os.path.join(tmp, STATE_FILE), record)
@@ -240,8 +329,25 @@ class CheckpointManager:
             reason = f"weights do not fit model {model.name!r}: {_describe_load_error(error)}"
             raise DataError(weights, reason) from None
         self._restore_optimizer(path, optimizer)
+        self._restore_state_variables(path, model)
         logger.info("restored checkpoint %s (epoch %d)", path, state["epoch"])
         return state
+
+    @staticmethod
+    def _restore_state_variables(path, model):
+        """Give the model back its random-number states (checkpoints without the file keep theirs)."""
+        source = os.path.join(path, STATE_VARIABLES_FILE)
+        if not os.path.isfile(source):
+            return
+        try:
+            with np.load(source, allow_pickle=False) as data:
+                saved = {str(p): data[f"v{i:05d}"] for i, p in enumerate(data["paths"])}
+        except (OSError, KeyError, ValueError) as error:
+            raise DataError(source, f"unreadable model state: {error}") from None
+        for variable in _state_variables(model):
+            value = saved.get(variable.path)
+            if value is not None and tuple(value.shape) == tuple(variable.shape):
+                variable.assign(value.astype(variable.dtype) if value.dtype != variable.dtype else value)
 
     def _restore_optimizer(self, path, optimizer):
         source = os.path.join(path, OPTIMIZER_FILE)

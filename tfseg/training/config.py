@@ -1,8 +1,10 @@
 """Typed JSON configs: dataclasses with defaults, validated with messages that name the field.
 
-Every field has a default, so an empty JSON object is a valid config; unknown keys, wrong types
-and values outside a field's `choices` are rejected with the dotted path of the field and what
-is allowed. Command-line flags override fields after the file is read (`override`).
+Every field has a default, so an empty JSON object is a valid config; unknown keys, wrong types,
+values outside a field's `choices` or range (`positive`, `at_least`, `in_range`), NaN or infinite
+numbers, and an output folder that is a file (`output_folder`) are rejected with the dotted path
+of the field (or the command-line flag) and what is allowed. Command-line flags override fields
+after the file is read (`override`), with the same checks.
 
 Example:
     >>> import dataclasses
@@ -10,15 +12,22 @@ Example:
     ... class Train:
     ...     epochs: int = 10
     ...     optimizer: str = choice("adam", ("adam", "sgd"))
+    ...     batch_size: int = at_least(1, default=2)
     >>> from_dict(Train, {"epochs": 3}).epochs
     3
+    >>> from_dict(Train, {"batch_size": 0})
+    Traceback (most recent call last):
+    ...
+    tfseg.errors.ConfigError: config.batch_size: must be >= 1, got 0
     >>> from_dict(Train, {"epoch": 3})
     Traceback (most recent call last):
     ...
-    tfseg.errors.ConfigError: config: unknown field 'epoch' (known: epochs, optimizer)
+    tfseg.errors.ConfigError: config: unknown field 'epoch' (known: epochs, optimizer, batch_size)
 """
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -29,6 +38,92 @@ from tfseg.errors import ConfigError, DataError
 def choice(default, choices):
     """A dataclass field whose value must be one of `choices`."""
     return dataclasses.field(default=default, metadata={"choices": tuple(choices)})
+
+
+def in_range(low, high, default):
+    """A numeric field (or list of numbers) whose values must lie in `[low, high]` (None: unbounded).
+
+    Example:
+        >>> import dataclasses
+        >>> @dataclasses.dataclass
+        ... class Data:
+        ...     val_fraction: float = in_range(0.0, 1.0, default=0.2)
+        >>> from_dict(Data, {"val_fraction": 1.5})
+        Traceback (most recent call last):
+        ...
+        tfseg.errors.ConfigError: config.val_fraction: must be in [0.0, 1.0], got 1.5
+    """
+    return dataclasses.field(default=default, metadata={"range": (low, high, False)})
+
+
+def at_least(low, default):
+    """A numeric field (or list of numbers) whose values must be `>= low`."""
+    return dataclasses.field(default=default, metadata={"range": (low, None, False)})
+
+
+def positive(default):
+    """A numeric field (or list of numbers) whose values must be `> 0` (learning rates, sizes)."""
+    return dataclasses.field(default=default, metadata={"range": (0, None, True)})
+
+
+def output_folder(default):
+    """A path field naming a folder to write into: it may not exist yet, but must not be a file."""
+    return dataclasses.field(default=default, metadata={"folder": True})
+
+
+def _check_metadata(metadata, value, where):
+    """Apply a field's range and folder checks (see `in_range`, `positive`, `output_folder`)."""
+    if value is None:
+        return value
+    bounds = metadata.get("range")
+    if bounds is not None:
+        low, high, exclusive = bounds
+        for item in (value if isinstance(value, (list, tuple)) else (value,)):
+            if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if exclusive and low is not None and not item > low:
+                raise ConfigError(f"{where}: must be > {low}, got {value!r}")
+            if low is not None and high is not None and not low <= item <= high:
+                raise ConfigError(f"{where}: must be in [{low}, {high}], got {value!r}")
+            if low is not None and not item >= low:
+                raise ConfigError(f"{where}: must be >= {low}, got {value!r}")
+            if high is not None and not item <= high:
+                raise ConfigError(f"{where}: must be <= {high}, got {value!r}")
+    if metadata.get("folder") and os.path.lexists(value) and not os.path.isdir(value):
+        raise ConfigError(f"{where}: {value} exists and is a file; give a folder to write the run into")
+    return value
+
+
+def config_fingerprint(config, ignore=("resume", "output_dir", "distribute", "train.epochs", "train.verbose")):
+    """A short hash of a config's settings, to tell whether a checkpoint belongs to this run.
+
+    Settings that may change between a run and its resume without changing what is trained are
+    left out: by default whether to resume, the output folder, the distribution, the number of
+    epochs (to train further) and the verbosity.
+
+    Args:
+        config: a config dataclass or a JSON-like dict (e.g. the run's `config.json`).
+        ignore: dotted paths of fields left out.
+
+    Returns:
+        A 16-character hexadecimal string.
+
+    Example:
+        >>> config_fingerprint({"train": {"seed": 1, "epochs": 5}}) == config_fingerprint({"train": {"seed": 1}})
+        True
+        >>> config_fingerprint({"train": {"seed": 1}}) == config_fingerprint({"train": {"seed": 2}})
+        False
+    """
+    data = to_dict(config) if dataclasses.is_dataclass(config) else json.loads(json.dumps(config, default=list))
+    for dotted in ignore:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def from_dict(cls, data, where="config"):
@@ -54,7 +149,8 @@ def from_dict(cls, data, where="config"):
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in data.items():
-        values[name] = _convert(hints[name], value, f"{where}.{name}", fields[name].metadata.get("choices"))
+        converted = _convert(hints[name], value, f"{where}.{name}", fields[name].metadata.get("choices"))
+        values[name] = _check_metadata(fields[name].metadata, converted, f"{where}.{name}")
     return cls(**values)
 
 
@@ -114,13 +210,36 @@ def apply_config_file(config, path):
         raise ConfigError(f"{os.fspath(path)}: {error}") from None
 
 
-def override(config, updates, where="config", keep_none=False):
+def override(config, updates, where="config", keep_none=False, flags=None):
     """A copy of `config` with dotted-path updates applied, e.g. `{"train.epochs": 5}`.
 
-    None values are ignored (a flag that was not given) unless `keep_none` (a JSON file's `null`).
-    Nested dicts update nested sections field by field, so a partial JSON config changes only the
-    fields it names.
+    Args:
+        config: a config dataclass.
+        updates: `{dotted path: value}`; nested dicts update nested sections field by field, so
+            a partial JSON config changes only the fields it names.
+        where: the name of `config` in error messages.
+        keep_none: apply None values (a JSON file's `null`); by default they are ignored (a flag
+            that was not given).
+        flags: optional `{dotted path: "--flag"}`: errors about those fields name the flag.
+
+    Returns:
+        The updated copy.
+
+    Raises:
+        ConfigError: an unknown field, a wrong type, or a value outside the field's choices or
+            range, naming the flag when `flags` knows it, e.g.
+            "--epochs (train.epochs): must be >= 1, got -1".
     """
+    if flags:
+        try:
+            return override(config, updates, where, keep_none)
+        except ConfigError as error:
+            text = str(error)
+            for dotted, flag in flags.items():
+                prefix = f"{where}.{dotted}:"
+                if text.startswith(prefix):
+                    raise ConfigError(f"{flag} ({dotted}):{text[len(prefix):]}") from None
+            raise
     nested = {}
     for dotted, value in updates.items():
         if value is None and not keep_none:
@@ -142,7 +261,8 @@ def override(config, updates, where="config", keep_none=False):
             changes[name] = override(current, value, f"{where}.{name}", keep_none)
         else:
             field = next(f for f in dataclasses.fields(config) if f.name == name)
-            changes[name] = _convert(hints[name], value, f"{where}.{name}", field.metadata.get("choices"))
+            converted = _convert(hints[name], value, f"{where}.{name}", field.metadata.get("choices"))
+            changes[name] = _check_metadata(field.metadata, converted, f"{where}.{name}")
     return dataclasses.replace(config, **changes)
 
 
@@ -177,6 +297,8 @@ def _convert(hint, value, where, choices=None):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, (str, os.PathLike)):

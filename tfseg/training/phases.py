@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, output_dir, monitor, mode="max",
                freeze_epochs=0, set_encoder_trainable=None, resume=False, verbose=1, reduce_lr=None,
-               extra_callbacks=(), validation_prefix="val_"):
+               extra_callbacks=(), validation_prefix="val_", fingerprint=None):
     """Train, optionally first with the encoder frozen, with checkpoints every epoch and resume.
 
     With `freeze_epochs > 0`, epochs `[0, freeze_epochs)` train with `set_encoder_trainable(model,
@@ -44,6 +44,8 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
         extra_callbacks: callbacks run before the default ones (e.g. `PeriodicValidation`, which
             adds the whole-image figures to the logs before they are written and monitored).
         validation_prefix: the log prefix of `val_ds`'s figures ("crop_val_" when it holds crops).
+        fingerprint: the run's `tfseg.training.config.config_fingerprint`: kept in every checkpoint,
+            and `resume` refuses a checkpoint of another config.
 
     Returns:
         `(history, seconds)`: the trainer's history dict and the wall time of training.
@@ -66,7 +68,8 @@ def fit_phases(dist, model, loss, optimizer, metrics, train_ds, val_ds, epochs, 
                                         reduce_lr=reduce_lr)]
         history = trainer.fit(train_ds, epochs=end_epoch, validation_data=val_ds, callbacks=callbacks,
                               checkpoint_dir=os.path.join(output_dir, "checkpoints"), resume=resume or index > 0,
-                              verbose=verbose if trainer.is_chief else 0, validation_prefix=validation_prefix)
+                              verbose=verbose if trainer.is_chief else 0, validation_prefix=validation_prefix,
+                              fingerprint=fingerprint)
     return history, time.perf_counter() - start
 
 

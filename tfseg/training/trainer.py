@@ -45,14 +45,19 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.errors import ConfigError, TfsegError
-from tfseg.training.callbacks import EpochCheckpoint, current_learning_rate, restore_callbacks_state
+from tfseg.training.callbacks import EpochCheckpoint, current_learning_rate, output_folders, \
+    restore_callbacks_state, rewrite_csv_history
 from tfseg.training.checkpoint import CheckpointManager, ensure_built
 from tfseg.training.progress import EpochLine, fit_verbosity
 from tfseg.utils.progress import is_terminal
+from tfseg.utils.atomic import clean_stale_temporaries
+from tfseg.utils.problems import recover_data_error
 
 logger = logging.getLogger(__name__)
 
-ON_NAN_POLICIES = ("raise", "skip_batch")
+ON_NAN_POLICIES = ("raise", "stop", "skip_batch")  # "stop" is another name for "raise"
+#: The key of the config fingerprint in a checkpoint's state.
+FINGERPRINT_KEY = "config_fingerprint"
 # Keras losses with these reductions divide their value by the number of replicas themselves.
 _MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 _SUM = tf.distribute.ReduceOp.SUM
@@ -109,6 +114,27 @@ def _unpack(data):
                       f"got one element of type {type(data).__name__}")
 
 
+def _next_batch(iterator):
+    """The next batch; a file that failed to decode inside tf.data is raised as its one-line `DataError`."""
+    try:
+        return next(iterator)
+    except tf.errors.OpError as error:
+        data_error = recover_data_error(error)
+        if data_error is not None:
+            raise data_error from None
+        raise
+
+
+def _count_epochs(dataset, started):
+    """Add `started` to the training passes begun over `dataset` in this process; return the total."""
+    total = getattr(dataset, "_tfseg_passes", 0) + started
+    try:
+        dataset._tfseg_passes = total
+    except AttributeError:  # a dataset class that takes no new attribute: no fast-forward
+        pass
+    return total
+
+
 def batch_size_of(x):
     """The number of examples in a batch `x` (the first dimension of its first tensor), float32."""
     return tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32)
@@ -144,8 +170,11 @@ class Trainer:
         strategy: a `tf.distribute.Strategy`; default the current one (no-op on one device).
         loss_weights: a float for one loss, or a list/dict matching `loss`.
         jit_compile: compile the forward and backward pass with XLA (slower on CPU; try it on GPU).
-        on_nan: "raise" (stop with `NonFiniteLossError`) or "skip_batch" (log, leave the weights
-            and the non-trainable state of that batch untouched, go on).
+        on_nan: "raise" or its synonym "stop" (stop with `NonFiniteLossError`), or "skip_batch"
+            (log, leave the weights and the non-trainable state of that batch untouched, go on).
+        nan_policy: the same as `on_nan` (the name of the workflows' setting); wins when given.
+        describe_rows: optional `fn(batch, rows) -> str` naming the cases of the given rows of a
+            batch (e.g. from case ids the dataset carries); used in the non-finite loss message.
 
     Example:
         >>> import keras
@@ -156,7 +185,9 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, metrics=(), strategy=None, loss_weights=None, jit_compile=False,
-                 on_nan="raise"):
+                 on_nan="raise", nan_policy=None, describe_rows=None):
+        if nan_policy is not None:
+            on_nan = nan_policy
         if on_nan not in ON_NAN_POLICIES:
             raise ConfigError(f"on_nan must be one of {ON_NAN_POLICIES}, got {on_nan!r}")
         self.model = model
@@ -164,6 +195,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.jit_compile = bool(jit_compile)
         self.on_nan = on_nan
+        self.describe_rows = describe_rows
         self.history = {}
         self.skipped_batches = 0
         self._output_names = list(getattr(model, "output_names", None) or [])
@@ -455,7 +487,7 @@ class Trainer:
 
     def _prepare(self, dataset):
         if not self.model.built:
-            x = _unpack(next(iter(dataset)))[0]
+            x = _unpack(_next_batch(iter(dataset)))[0]
             with self.strategy.scope():
                 self.model(x)
         with self.strategy.scope():
@@ -500,7 +532,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- public API
     def fit(self, train_data, epochs, validation_data=None, callbacks=(), initial_epoch=0, steps_per_epoch=None,
-            validation_steps=None, verbose=1, checkpoint_dir=None, resume=False, validation_prefix="val_"):
+            validation_steps=None, verbose=1, checkpoint_dir=None, resume=False, validation_prefix="val_",
+            fingerprint=None):
         """Train for `epochs` epochs (counting from epoch 0, so resumed runs give the same total).
 
         Args:
@@ -518,9 +551,14 @@ class Trainer:
                 2 one line per epoch.
             checkpoint_dir: save a resumable checkpoint there after every epoch (chief only),
                 unless an `EpochCheckpoint` in `callbacks` already writes to that folder.
-            resume: restore the latest checkpoint (of `checkpoint_dir`, or of the
+            resume: restore the newest complete checkpoint (of `checkpoint_dir`, or of the
                 `EpochCheckpoint` in `callbacks`) and continue after its epoch; with no
-                checkpoint yet, start from scratch.
+                checkpoint yet, start from scratch (with a warning). A `Keras CSVLogger` in
+                `callbacks` has its file rewritten from the restored history (no repeated
+                epochs after a crash); without a restored checkpoint it starts empty.
+            fingerprint: a string identifying the run's settings (e.g.
+                `tfseg.training.config.config_fingerprint(config)`): stored in every checkpoint,
+                and a resume from a checkpoint with another fingerprint is refused.
             validation_prefix: the prefix of the `validation_data` logs ("val_"; a workflow
                 whose validation set holds crops says so with "crop_val_", keeping "val_" for
                 the whole-image figures a callback adds).
@@ -532,7 +570,9 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: the loss became NaN/inf (with `on_nan="raise"`).
-            ConfigError: bad arguments or a dataset of the wrong shape.
+            ConfigError: bad arguments, a dataset of the wrong shape, or a resume from the
+                checkpoint of a run with another `fingerprint`.
+            DataError: a file failed to decode inside the input pipeline (`on_error="raise"`).
         """
         self._check_dataset(train_data, "train_data")
         if validation_data is not None:
@@ -542,7 +582,10 @@ class Trainer:
         steps = self._steps(train_data, steps_per_epoch, "steps_per_epoch")
         val_steps = self._steps(validation_data, validation_steps, "validation_steps") if validation_data else None
         callbacks = list(callbacks or ())
-        checkpoints, manager = self._checkpoint_callbacks(callbacks, checkpoint_dir, resume)
+        checkpoints, manager = self._checkpoint_callbacks(callbacks, checkpoint_dir, resume, fingerprint)
+        if self.is_chief:
+            for folder in output_folders(callbacks):
+                clean_stale_temporaries(folder)
 
         self._build_functions()
         self._prepare(train_data)
@@ -550,8 +593,9 @@ class Trainer:
         if resume:
             path = manager.latest()
             if path is None:
-                logger.info("no checkpoint in %s yet: training from scratch", manager.directory)
+                logger.warning("resume: no checkpoint in %s, training from scratch", manager.directory)
             else:
+                self._check_fingerprint(manager, path, fingerprint)
                 state = manager.restore(self.model, self.optimizer, path)
                 initial_epoch = state["epoch"]
                 for callback in checkpoints:
@@ -560,6 +604,10 @@ class Trainer:
         self.sync_initial_state()
         history = {k: list(v) for k, v in ((state or {}).get("history") or {}).items()}
         self.history = history
+        if self.is_chief:
+            for callback in callbacks:
+                if isinstance(callback, keras.callbacks.CSVLogger) and callback.append:
+                    rewrite_csv_history(callback.filename, history, separator=callback.sep)
         if initial_epoch >= epochs:
             logger.info("nothing to do: %d of %d epochs already done", initial_epoch, epochs)
             return history
@@ -579,11 +627,14 @@ class Trainer:
             restore_callbacks_state(callbacks, state.get("callbacks"))
         iterator = None
         epoch_logs = {}
+        if steps_per_epoch is None:
+            self._fast_forward(train_data, train_dist, initial_epoch)
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             if steps_per_epoch is None or iterator is None:
                 iterator = iter(train_dist)
+                _count_epochs(train_data, 1)
             iterator = self._train_epoch(epoch, iterator, steps, steps_per_epoch is not None, callback_list)
             self.sync_metrics()
             epoch_logs = self._floats(self._results())
@@ -600,7 +651,37 @@ class Trainer:
         callback_list.on_train_end(epoch_logs)
         return history
 
-    def _checkpoint_callbacks(self, callbacks, checkpoint_dir, resume):
+    @staticmethod
+    def _check_fingerprint(manager, path, fingerprint):
+        """Refuse to resume from the checkpoint of a run with other settings."""
+        if fingerprint is None:
+            return
+        saved = manager.read_state(path).get(FINGERPRINT_KEY)
+        if saved is None:
+            logger.warning("resume: %s records no config fingerprint; cannot check that it is this run's", path)
+        elif saved != fingerprint:
+            raise ConfigError(f"resume: the checkpoint {path} was written by a run with another config "
+                              f"(fingerprint {saved[:12]}, this run {str(fingerprint)[:12]}); use another output "
+                              "folder, or start without resume")
+
+    @staticmethod
+    def _fast_forward(train_data, train_dist, initial_epoch):
+        """Start the dataset's random draws (shuffle order, crops) where epoch `initial_epoch` begins.
+
+        tfseg's pipelines draw new random numbers for each pass (`reshuffle_each_iteration`,
+        `rerandomize_each_iteration`): a pass's draws depend on how many passes were started
+        before. A resumed process starts the passes that the interrupted run had already
+        started (creating an iterator draws its seeds; no element is read), so it trains on
+        exactly the batches an uninterrupted run would have.
+        """
+        missing = initial_epoch - _count_epochs(train_data, 0)
+        if missing > 0:
+            logger.info("advancing the training data's random state by %d epoch(s)", missing)
+            for _ in range(missing):
+                iter(train_dist)
+            _count_epochs(train_data, missing)
+
+    def _checkpoint_callbacks(self, callbacks, checkpoint_dir, resume, fingerprint=None):
         """The EpochCheckpoints in use (adding one for `checkpoint_dir`) and the manager to resume from."""
         checkpoints = [c for c in callbacks if isinstance(c, EpochCheckpoint)]
         manager = None
@@ -620,6 +701,8 @@ class Trainer:
             raise ConfigError("resume=True needs checkpoint_dir or an EpochCheckpoint callback")
         for callback in checkpoints:
             callback.track(callbacks)
+            if fingerprint is not None:
+                callback.extra_state[FINGERPRINT_KEY] = str(fingerprint)
         return checkpoints, manager
 
     def _train_epoch(self, epoch, iterator, steps, persistent, callback_list):
@@ -627,7 +710,7 @@ class Trainer:
         step = 0
         while steps is None or step < steps:
             try:
-                batch = next(iterator)
+                batch = _next_batch(iterator)
             except StopIteration:
                 if persistent:
                     logger.warning("epoch %d: the dataset ran out after %d of %d steps; it restarts next epoch",
@@ -637,7 +720,7 @@ class Trainer:
             callback_list.on_train_batch_begin(step)
             loss, applied, logs = self._train_fn(batch)
             if not bool(applied):
-                self._non_finite(epoch, step, float(loss))
+                self._non_finite(epoch, step, float(loss), batch)
             callback_list.on_train_batch_end(step, logs)
             step += 1
             if self.model.stop_training:
@@ -646,13 +729,45 @@ class Trainer:
             raise ConfigError(f"epoch {epoch + 1}: the training dataset yielded no batch")
         return iterator
 
-    def _non_finite(self, epoch, step, loss):
+    def _local(self, value):
+        """A (possibly per-replica) batch tensor as one numpy array of this process's rows."""
+        parts = [np.asarray(v) for v in self.strategy.experimental_local_results(value)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def _bad_rows(self, batch):
+        """What is known about the rows of a batch whose loss was not finite, as text ('' if nothing)."""
+        try:
+            x, y, _ = _unpack(batch)
+            found = []
+            for what, value in (("inputs", x), ("targets", y)):
+                rows = set()
+                for tensor in tf.nest.flatten(value):
+                    array = self._local(tensor)
+                    if array.dtype.kind == "f":
+                        rows.update(np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1)).tolist())
+                if rows:
+                    found.append((what, sorted(rows)))
+            text = "; ".join(f"the {what} of batch row(s) {rows} hold NaN/inf" for what, rows in found)
+            if self.describe_rows is not None:
+                rows = sorted({r for _, rs in found for r in rs}) or None
+                named = self.describe_rows(batch, rows)
+                if named:
+                    text = f"{text}; cases: {named}" if text else f"cases: {named}"
+            return text
+        except Exception as error:  # never hide the loss error behind a reporting error
+            logger.debug("could not inspect the bad batch: %s", error)
+            return ""
+
+    def _non_finite(self, epoch, step, loss, batch=None):
         where = f"epoch {epoch + 1}, step {step + 1}"
-        if self.on_nan == "raise":
+        details = self._bad_rows(batch) if batch is not None else ""
+        if details:
+            where = f"{where} ({details})"
+        if self.on_nan in ("raise", "stop"):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss}) at {where}; that batch was not applied, the model keeps "
                 "the weights of the previous step. Check the inputs and labels for NaN/inf, lower the "
-                "learning rate, or pass on_nan='skip_batch'.")
+                "learning rate, or skip such batches (nan_policy='skip_batch').")
         self.skipped_batches += 1
         logger.warning("non-finite training loss (%s) at %s: batch skipped (%d so far)", loss, where,
                        self.skipped_batches)
@@ -664,7 +779,7 @@ class Trainer:
         step = 0
         while steps is None or step < steps:
             try:
-                batch = next(iterator)
+                batch = _next_batch(iterator)
             except StopIteration:
                 break
             callback_list.on_test_batch_begin(step)

@@ -22,7 +22,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
+import time
 import uuid
 
 from tfseg.errors import ConfigError, TfsegError
@@ -30,6 +32,12 @@ from tfseg.errors import ConfigError, TfsegError
 logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-"
+# `.tmp-<pid>-<token>-<name>` (atomic_path) and `.tmp-export-<pid>-<random>` / `.tmp-old-<pid>-<random>`
+# (SavedModel staging folders): the writer's process id follows the prefix.
+_TEMP_NAME = re.compile(r"^\.tmp-(?:export-|old-)?(\d+)-")
+_LEGACY_TEMP = re.compile(r"^\.tmp-(?:export-|old-)")
+#: Temporary entries without a process id are stale once they are this old (seconds).
+STALE_AFTER_SECONDS = 3600
 
 
 def _remove(path):
@@ -38,6 +46,70 @@ def _remove(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
         os.remove(path)
+
+
+def _process_alive(pid):
+    """Whether a process with this id runs on this machine (True when it cannot be told)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder, max_age=STALE_AFTER_SECONDS):
+    """Delete what interrupted atomic writes left in `folder`; returns the names deleted.
+
+    A write killed before its rename leaves a `.tmp-<pid>-...` file or folder (see `atomic_path`)
+    or a `.tmp-export-<pid>-...` SavedModel staging folder. Such an entry is stale when its
+    writer is no longer running; an entry without a process id (older tfseg) when it is older
+    than `max_age` seconds. Entries of running writers (this process included) are kept, so a
+    concurrent write is never disturbed. Only the folder itself is scanned, not its subfolders.
+
+    Args:
+        folder: the folder to clean; a missing folder is fine.
+        max_age: seconds after which a temporary entry without a process id is stale.
+
+    Returns:
+        The sorted names deleted.
+
+    Example:
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> os.makedirs(os.path.join(folder, ".tmp-999999999-0a1b2c3d-ckpt-0003"))
+        >>> clean_stale_temporaries(folder)
+        ['.tmp-999999999-0a1b2c3d-ckpt-0003']
+    """
+    folder = os.fspath(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    now = time.time()
+    for name in sorted(names):
+        match = _TEMP_NAME.match(name)
+        path = os.path.join(folder, name)
+        if match:
+            stale = not _process_alive(int(match.group(1)))
+        elif _LEGACY_TEMP.match(name):
+            try:
+                stale = now - os.lstat(path).st_mtime > max_age
+            except OSError:
+                continue
+        else:
+            continue
+        if stale:
+            logger.info("deleting %s, left by an interrupted write", path)
+            _remove(path)
+            removed.append(name)
+    return removed
 
 
 def _fsync_file(path):

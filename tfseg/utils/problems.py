@@ -18,7 +18,10 @@ Example:
     tfseg.errors.DataError: x.dcm: truncated pixel data
 """
 import dataclasses
+import itertools
 import logging
+import re
+import threading
 
 from tfseg.errors import ConfigError, DataError
 
@@ -66,6 +69,33 @@ class ProblemLog:
             raise error
         self.report(error.path, error.reason if error.line is None else f"line {error.line}: {error.reason}")
 
+    def records(self):
+        """The skipped files as JSON-ready `[{"path": ..., "reason": ...}]`, in the order found.
+
+        Example:
+            >>> log = ProblemLog(on_error="skip")
+            >>> log.report("a/t1.nii.gz", "truncated")
+            >>> log.records()
+            [{'path': 'a/t1.nii.gz', 'reason': 'truncated'}]
+        """
+        return [{"path": p.path, "reason": p.reason} for p in self.problems]
+
+    def usable(self, records):
+        """The records none of whose files (`.images`, `.label`) were reported: what a run really used.
+
+        Example:
+            >>> import collections
+            >>> Case = collections.namedtuple("Case", "images label")
+            >>> log = ProblemLog(on_error="skip")
+            >>> log.report("b/t1.nii.gz", "truncated")
+            >>> cases = [Case(("a/t1.nii.gz",), "a/seg.nii.gz"), Case(("b/t1.nii.gz",), "b/seg.nii.gz")]
+            >>> [c.label for c in log.usable(cases)]
+            ['a/seg.nii.gz']
+        """
+        bad = {p.path for p in self.problems}
+        return [r for r in records
+                if not bad.intersection(map(str, (*getattr(r, "images", ()), getattr(r, "label", None))))]
+
     def extend(self, other):
         """Add the problems of another log (e.g. the finder's) to this one."""
         self.problems.extend(other.problems)
@@ -93,3 +123,38 @@ def problem_log(problems=None, on_error="raise"):
     if not isinstance(problems, ProblemLog):
         raise ConfigError(f"problems must be a tfseg.utils.problems.ProblemLog, got {type(problems).__name__}")
     return problems
+
+
+# DataErrors raised inside a tf.data function reach Python as a TensorFlow error whose message
+# only quotes them; the original is kept here under a token written into that message.
+_IN_PIPELINE = {}
+_IN_PIPELINE_LOCK = threading.Lock()
+_TOKENS = itertools.count(1)
+_TOKEN = re.compile(r"\[tfseg data error (\d+)\]")
+
+
+def pipeline_error(error):
+    """The exception to raise inside a `tf.numpy_function`/`tf.py_function` for a `DataError`.
+
+    TensorFlow turns it into an `OpError` quoting its message; `recover_data_error` on that
+    error gives back `error` itself, so the caller can raise the one-line `DataError` instead of
+    a page of TensorFlow traceback.
+
+    Example:
+        >>> wrapped = pipeline_error(DataError("a/t1.nii.gz", "truncated"))
+        >>> str(recover_data_error(RuntimeError(f"InvalidArgumentError: {wrapped}")))
+        'a/t1.nii.gz: truncated'
+    """
+    key = next(_TOKENS)
+    with _IN_PIPELINE_LOCK:
+        _IN_PIPELINE[key] = error
+    return DataError(error.path, f"{error.reason} [tfseg data error {key}]")
+
+
+def recover_data_error(exception):
+    """The `DataError` quoted by a TensorFlow error raised from `pipeline_error`, else None."""
+    match = _TOKEN.search(str(exception))
+    if match is None:
+        return None
+    with _IN_PIPELINE_LOCK:
+        return _IN_PIPELINE.pop(int(match.group(1)), None)

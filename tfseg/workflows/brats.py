@@ -25,7 +25,7 @@ import numpy as np
 
 from tfseg.datasets.splits import DataSplit
 from tfseg.errors import DataError
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, positive
 from tfseg.training.distributed import as_distribution, workflow_distribution
 from tfseg.workflows import sections
 from tfseg.workflows.outputs import headline_metrics, use_best_epoch
@@ -63,13 +63,13 @@ class DataSection:
     base_dir: str | None = None
     data_dir: str | None = None
     synthetic_dir: str | None = None
-    synthetic_cases: int = 10
-    synthetic_shape: tuple[int, ...] = (64, 64, 48)
-    crop_size: tuple[int, ...] = (48, 64, 64)
-    foreground_probability: float = 0.5
+    synthetic_cases: int = at_least(1, default=10)
+    synthetic_shape: tuple[int, ...] = positive((64, 64, 48))
+    crop_size: tuple[int, ...] = positive((48, 64, 64))
+    foreground_probability: float = in_range(0.0, 1.0, default=0.5)
     foreground_classes: tuple[int, ...] | None = (1, 2, 4)
-    crops_per_case: int = 1
-    val_fraction: float = 0.2
+    crops_per_case: int = at_least(1, default=1)
+    val_fraction: float = in_range(0.0, 1.0, default=0.2)
     on_error: str = choice("skip", ("skip", "raise"))
     cache: bool = True
 
@@ -89,7 +89,7 @@ class ModelSection(sections.ModelSection):
     init_filters: int = 32
     blocks_down: tuple[int, ...] = (1, 2, 2, 4)
     blocks_up: tuple[int, ...] = (1, 1, 1)
-    dropout: float = 0.2
+    dropout: float = in_range(0.0, 1.0, default=0.2)
     vae_latent: int = 128
     prior_probability: float | None = 0.01
 
@@ -118,7 +118,7 @@ class InferenceSection:
     roi_size: tuple[int, ...] | None = None
     memory_mb: int = 4096
     overlap: float = 0.5
-    window_batch_size: int = 2
+    window_batch_size: int = at_least(1, default=2)
     tta: bool = False
     crop_to_nonzero: bool = True
     overlays: bool = True
@@ -182,7 +182,7 @@ def make_datasets(config, data, dist=None):
     from tfseg.data.pipeline3d import brats_dataset
 
     common = dict(crop_size=tuple(config.data.crop_size), batch_size=config.train.batch_size,
-                  seed=config.train.seed, on_error=config.data.on_error)
+                  seed=config.train.seed, on_error=config.data.on_error, problems=data.problems)
     train_ds = brats_dataset(data.train, training=True, foreground_probability=config.data.foreground_probability,
                              foreground_classes=config.data.foreground_classes, cache=config.data.cache, **common)
     train_ds = train_ds.repeat(config.data.crops_per_case)
@@ -233,6 +233,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
     """
     from tfseg.models.encoder import set_encoder_trainable
     from tfseg.training import set_seed
+    from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
 
@@ -250,7 +251,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
                       monitor="val_dice" if val_cases else "dice", freeze_epochs=config.model.freeze_epochs,
                       set_encoder_trainable=set_encoder_trainable, resume=config.resume,
                       verbose=config.train.verbose, extra_callbacks=validation_callbacks(config, val_cases),
-                      validation_prefix="crop_val_")
+                      validation_prefix="crop_val_", fingerprint=config_fingerprint(config))
 
 
 def validation_callbacks(config, val_cases):
@@ -433,6 +434,7 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     predictions = os.path.join(config.output_dir, "predictions")
     overlays = os.path.join(config.output_dir, "overlays")
     per_case, seconds = {}, []
+    cases = cases if data is None else data.problems.usable(cases)  # cases with a bad file were skipped
     for case in cases:
         start = time.perf_counter()
         image, reference = read_case_image(case)
@@ -462,7 +464,8 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if data is not None:
-        metrics.update(train_cases=len(data.train), skipped_records=len(data.problems), synthetic_data=data.synthetic)
+        metrics.update(train_cases=len(data.problems.usable(data.train)), skipped_records=len(data.problems),
+                       skipped_files=data.problems.records(), synthetic_data=data.synthetic)
     return headline_metrics(metrics, REGION_NAMES)
 
 

@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from tfseg.errors import DataError
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, positive
 from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.outputs import headline_metrics, use_best_epoch
@@ -45,8 +45,8 @@ LABEL_VALUES = (0, 1, 2, 4)
 class PatchSection:
     """The HDF5 patch store: patch size and stride, the tumour filter, where it is written."""
 
-    patch_size: int = 128
-    stride: int = 64
+    patch_size: int = positive(128)
+    stride: int = positive(64)
     min_foreground: int = 1
     store: str | None = None
 
@@ -87,9 +87,9 @@ class TrainSection(sections.TrainSection):
         focal_gamma: the focusing parameter of the focal loss.
     """
 
-    epochs: int = 50
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    epochs: int = at_least(1, default=50)
+    batch_size: int = at_least(1, default=32)
+    learning_rate: float = positive(1e-4)
     optimizer: str = choice("adamw", tuple(sections.OPTIMIZERS))
     weight_decay: float = 1e-4
     plateau_patience: int = 3
@@ -102,7 +102,7 @@ class InferenceSection:
     """Tiling of whole slices at test time, and how many test cases get a GIF."""
 
     overlap: float = 0.5
-    window_batch_size: int = 8
+    window_batch_size: int = at_least(1, default=8)
     gifs: int = 3
 
 
@@ -231,6 +231,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
     mean of the tumour classes, which picks `best.keras`).
     """
     from tfseg.training import set_seed
+    from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
     from tfseg.training.validation import whole_image_validation
@@ -251,7 +252,8 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
                       train_ds, val_ds, epochs=train_section.epochs, output_dir=config.output_dir,
                       monitor="val_dice" if val_cases else monitor, mode="max" if val_cases else "min",
                       resume=config.resume, verbose=train_section.verbose, reduce_lr=reduce_lr,
-                      extra_callbacks=validation, validation_prefix="patch_val_")
+                      extra_callbacks=validation,
+                      validation_prefix="patch_val_", fingerprint=config_fingerprint(config))
 
 
 def window_predictor(model, settings):
@@ -463,7 +465,7 @@ def run(config):
 
         metrics.update(train_patches=len(case_subset(store.path, [c.case_id for c in cases.train])),
                        patch_store_reused=bool(store.reused), synthetic_data=cases.synthetic,
-                       skipped_records=len(cases.problems))
+                       skipped_records=len(cases.problems), skipped_files=cases.problems.records())
     export(config, model, metrics, dist)
     return metrics
 

@@ -14,7 +14,7 @@ import logging
 import os
 
 from tfseg.errors import ConfigError
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, positive
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +38,12 @@ class CaseSource:
 
     data_dir: str | None = None
     synthetic_dir: str | None = None
-    synthetic_cases: int = 16
-    synthetic_shape: tuple[int, ...] = (96, 96, 40)
+    synthetic_cases: int = at_least(1, default=16)
+    synthetic_shape: tuple[int, ...] = positive((96, 96, 40))
     modalities: tuple[str, ...] = ("flair", "t1ce", "t2")
     exclude_cases: list | str | None = None
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+    val_fraction: float = in_range(0.0, 1.0, default=0.15)
+    test_fraction: float = in_range(0.0, 1.0, default=0.15)
     on_error: str = choice("skip", ("skip", "raise"))
 
 

@@ -25,6 +25,7 @@ import logging
 
 import numpy as np
 
+from tfseg.training.config import positive
 from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.outputs import headline_metrics, use_best_epoch
@@ -50,7 +51,7 @@ class SliceSection:
     planes: tuple[str, ...] = ("axial", "coronal", "sagittal")
     min_ratio: float = 0.01
     dedupe: float = 0.02
-    image_size: int = 224
+    image_size: int = positive(224)
     augment: bool = True
 
 
@@ -172,6 +173,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_slices=None):
     """
     from tfseg.models.encoder import set_encoder_trainable
     from tfseg.training import set_seed
+    from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
     from tfseg.training.validation import whole_image_validation
@@ -190,7 +192,8 @@ def train(config, model, train_ds, val_ds, dist=None, val_slices=None):
                       train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
                       monitor="val_dice" if val_slices else "dice", freeze_epochs=freeze,
                       set_encoder_trainable=set_encoder_trainable, resume=config.resume,
-                      verbose=config.train.verbose, extra_callbacks=validation, validation_prefix="resized_val_")
+                      verbose=config.train.verbose, extra_callbacks=validation,
+                      validation_prefix="resized_val_", fingerprint=config_fingerprint(config))
 
 
 def serving_spec(config, metrics=None):
@@ -272,7 +275,8 @@ def run(config):
         metrics = {**evaluate(config, model, val_slices, seconds), **best}
     if metrics:
         metrics.update(train_slices=len(train_slices), train_cases=len(cases.train), val_cases=len(cases.val),
-                       synthetic_data=cases.synthetic, skipped_records=len(cases.problems))
+                       synthetic_data=cases.synthetic, skipped_records=len(cases.problems),
+                       skipped_files=cases.problems.records())
     export(config, model, metrics, dist)
     return metrics
 

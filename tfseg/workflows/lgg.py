@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from tfseg.datasets.splits import DataSplit
+from tfseg.training.config import at_least, in_range, positive
 from tfseg.workflows import sections
 from tfseg.workflows.outputs import use_best_epoch
 
@@ -53,9 +54,9 @@ class DataSection(sections.ImagePreparation):
 
     root: str | None = None
     synthetic_dir: str | None = None
-    synthetic_patients: int = 20
-    image_size: int = 256
-    test_fraction: float = 0.1
+    synthetic_patients: int = at_least(1, default=20)
+    image_size: int = positive(256)
+    test_fraction: float = in_range(0.0, 1.0, default=0.1)
     layout_split: bool = True
 
 
@@ -162,6 +163,7 @@ def train(config, model, train_ds, test_ds, dist=None, test_samples=None):
     `best.keras`).
     """
     from tfseg.training import set_seed
+    from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
     from tfseg.training.validation import whole_image_validation
@@ -177,7 +179,7 @@ def train(config, model, train_ds, test_ds, dist=None, test_samples=None):
                       epochs=train_section.epochs, output_dir=config.output_dir,
                       monitor="val_dice" if test_samples is not None else "resized_val_dice",
                       resume=config.resume, verbose=train_section.verbose, extra_callbacks=validation,
-                      validation_prefix="resized_val_")
+                      validation_prefix="resized_val_", fingerprint=config_fingerprint(config))
 
 
 def serving_spec(config, metrics=None):
@@ -257,6 +259,7 @@ def evaluate(config, model, test, split=None, train_seconds=None):
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if split is not None:
         metrics.update(train_slices=len(split.train), skipped_records=len(split.problems),
+                       skipped_files=split.problems.records(),
                        synthetic_data=split.synthetic)
     write_predictions(config, ids, test.images, truth, predicted)
     plot_run_curves(config.output_dir)

@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import sys
 
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, output_folder, positive
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
 from tfseg.training.registries import LOSSES, OPTIMIZERS, SCHEDULES
 
@@ -39,7 +39,7 @@ class ModelSection:
     name: str = "unet"
     encoder: str | None = None
     weights: str | None = None
-    freeze_epochs: int = 0
+    freeze_epochs: int = at_least(0, default=0)
     options: dict = dataclasses.field(default_factory=dict)
 
 
@@ -70,21 +70,21 @@ class TrainSection:
             (`tfseg.datasets.settings.suggest_settings`).
     """
 
-    epochs: int = 20
-    batch_size: int = 8
-    learning_rate: float = 1e-4
+    epochs: int = at_least(1, default=20)
+    batch_size: int = at_least(1, default=8)
+    learning_rate: float = positive(1e-4)
     optimizer: str = choice("adam", tuple(OPTIMIZERS))
-    weight_decay: float = 0.0
+    weight_decay: float = at_least(0.0, default=0.0)
     lr_schedule: str = choice("constant", tuple(SCHEDULES))
-    lr_decay: float = 0.95
-    plateau_patience: int = 0
-    plateau_factor: float = 0.5
+    lr_decay: float = in_range(0.0, 1.0, default=0.95)
+    plateau_patience: int = at_least(0, default=0)
+    plateau_factor: float = in_range(0.0, 1.0, default=0.5)
     loss: str = choice("dice", tuple(LOSSES))
     mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
-    validate_every: int = 0
-    memory_mb: int = 4096
+    seed: int = at_least(0, default=0)
+    verbose: int = in_range(0, 2, default=1)
+    validate_every: int = at_least(0, default=0)
+    memory_mb: int = at_least(64, default=4096)
 
 
 @dataclasses.dataclass
@@ -102,7 +102,7 @@ class ImagePreparation:
     normalization: str = choice("zscore", ("zscore", "minmax", "none"))
     on_error: str = choice("skip", ("skip", "raise"))
     augment: bool = True
-    max_degrees: float = 10.0
+    max_degrees: float = at_least(0.0, default=10.0)
     workers: int | None = None
 
 
@@ -153,7 +153,7 @@ class RunConfig:
         distribute: "auto", "none", "mirrored", "multiworker" (TF_CONFIG) or "horovod".
     """
 
-    output_dir: str = "runs/tfseg"
+    output_dir: str = output_folder("runs/tfseg")
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from tfseg.datasets.splits import DataSplit
-from tfseg.training.config import choice
+from tfseg.training.config import at_least, choice, in_range, positive
 from tfseg.training.distributed import as_distribution, workflow_distribution
 from tfseg.workflows import sections
 from tfseg.workflows.outputs import use_best_epoch
@@ -56,10 +56,10 @@ class DataSection(sections.ImagePreparation):
     contour: str = choice("icontour", ("icontour", "ocontour"))
     series: dict | None = None
     synthetic_dir: str | None = None
-    synthetic_cases: int = 15
-    image_size: int = 128
+    synthetic_cases: int = at_least(1, default=15)
+    image_size: int = positive(128)
     channels: int = choice(1, (1, 3))
-    val_fraction: float = 0.2
+    val_fraction: float = in_range(0.0, 1.0, default=0.2)
 
 
 ModelSection = sections.with_defaults(sections.ModelSection, "ModelSection", "FCN-8s by default.", name="fcn8s")
@@ -170,6 +170,7 @@ def train(config, model, train_ds, val_ds, dist=None, val_samples=None):
         `(history, train_seconds)`.
     """
     from tfseg.training import set_seed
+    from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
     from tfseg.training.validation import whole_image_validation
@@ -185,7 +186,8 @@ def train(config, model, train_ds, val_ds, dist=None, val_samples=None):
     return fit_phases(dist, model, make_loss(config.train.loss, mode="softmax"), optimizer, metrics,
                       train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
                       monitor="val_dice" if val_samples is not None else "resized_val_dice", resume=config.resume,
-                      verbose=config.train.verbose, extra_callbacks=validation, validation_prefix="resized_val_")
+                      verbose=config.train.verbose, extra_callbacks=validation,
+                      validation_prefix="resized_val_", fingerprint=config_fingerprint(config))
 
 
 def held_out_predictions(config, model, val_samples):
@@ -245,6 +247,7 @@ def evaluate(config, model, val_samples, split=None, train_seconds=None):
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if split is not None:
         metrics.update(train_images=len(split.train), skipped_records=len(split.problems),
+                       skipped_files=split.problems.records(),
                        synthetic_data=split.synthetic)
     return metrics
 
