@@ -62,3 +62,19 @@ def enable_determinism(seed):
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
     logger.info("deterministic training: seed %d, op determinism on, ordered tf.data", int(seed))
+
+
+def seed_run(seed, deterministic=True):
+    """Seed a training run: bit-identical on CPU with `deterministic` (`enable_determinism`), else seeds only.
+
+    What every workflow's `train` calls with its `train.seed` and `train.deterministic`.
+
+    Example:
+        >>> seed_run(3, deterministic=False)
+    """
+    if deterministic:
+        enable_determinism(seed)
+    else:
+        from tfseg.training.trainer import set_seed
+
+        set_seed(seed)

@@ -232,12 +232,12 @@ def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
     the learning rate and adds its warm-up; `train_ds` is then this rank's share (`dist.shard`).
     """
     from tfseg.models.encoder import set_encoder_trainable
-    from tfseg.training import set_seed
+    from tfseg.training.determinism import seed_run
     from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
 
-    set_seed(config.train.seed)
+    seed_run(config.train.seed, config.train.deterministic)
     dist = as_distribution(dist)
     rate = dist.learning_rate(config.train.learning_rate)
     optimizer = make_optimizer(config.train, int(train_ds.cardinality()), rate)

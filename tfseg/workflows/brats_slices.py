@@ -172,13 +172,13 @@ def train(config, model, train_ds, val_ds, dist=None, val_slices=None):
     background.
     """
     from tfseg.models.encoder import set_encoder_trainable
-    from tfseg.training import set_seed
+    from tfseg.training.determinism import seed_run
     from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
     from tfseg.training.validation import whole_image_validation
 
-    set_seed(config.train.seed)
+    seed_run(config.train.seed, config.train.deterministic)
     freeze = config.model.freeze_epochs if config.model.weights else 0
     if config.model.freeze_epochs and not config.model.weights:
         logger.info("no pretrained encoder weights: training everything from the first epoch")

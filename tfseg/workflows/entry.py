@@ -50,6 +50,8 @@ def add_shared_arguments(parser, defaults):
     parser.add_argument("--distribute", choices=DISTRIBUTE_CHOICES,
                         help=f"distribution: horovod under horovodrun, multiworker reads TF_CONFIG "
                              f"({defaults.distribute})")
+    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"bit-identical same-seed runs on CPU (op determinism) ({train.deterministic})")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -59,7 +61,7 @@ def shared_overrides(args):
     return {"train.epochs": args.epochs, "train.batch_size": args.batch_size,
             "train.learning_rate": args.learning_rate, "train.seed": args.seed, "output_dir": args.output_dir,
             "resume": args.resume, "data.on_error": args.on_error, "distribute": args.distribute,
-            "train.verbose": 0 if args.quiet else None}
+            "train.verbose": 0 if args.quiet else None, "train.deterministic": args.deterministic}
 
 
 def build_parser(name, description=None, prog=None):
@@ -85,6 +87,22 @@ def _dotted_keys(updates, prefix=""):
     return keys
 
 
+def flag_names(name, module):
+    """`{dotted config path: "--flag"}` of workflow `name`'s flags, so errors name the flag the user typed.
+
+    Example:
+        >>> from tfseg.workflows import lgg
+        >>> flag_names("lgg", lgg)["train.epochs"], flag_names("lgg", lgg)["data.root"]
+        ('--epochs', '--data-dir')
+    """
+    parser = build_parser(name)
+    sentinels = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    args = argparse.Namespace(**sentinels)
+    updates = {**shared_overrides(args), **module.flag_overrides(args)}
+    known = set(sentinels.values())
+    return {dotted: value for dotted, value in updates.items() if isinstance(value, str) and value in known}
+
+
 def config_from_args(name, args):
     """The config of workflow `name` resolved from parsed `args`: defaults -> --paper -> --config -> flags.
 
@@ -105,7 +123,7 @@ def config_from_args(name, args):
         config = apply_config_file(config, args.config)
         explicit |= _dotted_keys(read_json_config(args.config))
     flags = {**shared_overrides(args), **module.flag_overrides(args)}
-    config = override(config, flags)
+    config = override(config, flags, flags=flag_names(name, module))
     explicit |= _dotted_keys(flags)
     adjust = getattr(module, "adjust_config", None)
     return adjust(config, explicit) if adjust is not None else config

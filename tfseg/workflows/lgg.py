@@ -162,14 +162,14 @@ def train(config, model, train_ds, test_ds, dist=None, test_samples=None):
     through the serving path at their original size every few epochs (`val_dice`, which picks
     `best.keras`).
     """
-    from tfseg.training import set_seed
+    from tfseg.training.determinism import seed_run
     from tfseg.training.config import config_fingerprint
     from tfseg.training.phases import fit_phases
     from tfseg.training.registries import make_loss, make_metrics, make_optimizer
     from tfseg.training.validation import whole_image_validation
 
     train_section = config.train
-    set_seed(train_section.seed)
+    seed_run(train_section.seed, train_section.deterministic)
     rate = dist.learning_rate(train_section.learning_rate) if dist is not None else None
     optimizer = make_optimizer(train_section, int(train_ds.cardinality()), rate)
     validation = [] if test_samples is None else whole_image_validation(

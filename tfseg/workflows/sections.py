@@ -62,6 +62,9 @@ class TrainSection:
         loss: a loss of `tfseg.training.registries.LOSSES` ("dice", "dice_ce", "ce", "focal", ...).
         mixed_precision: float16 compute with float32 variables and loss scaling (GPU).
         seed: seeds the split, the shuffling, the augmentation and the initial weights.
+        deterministic: TensorFlow's op determinism on, so same-seed CPU runs are bit-identical
+            (`tfseg.training.determinism.seed_run`); `--no-deterministic` trades that for speed
+            (mostly on GPUs).
         verbose: 1 for a progress bar (one line per epoch when the output is not a terminal), 0 for none.
         validate_every: score the whole validation images/volumes through the inference path
             every this many epochs (the figure that picks `best.keras`); 0 chooses the interval so
@@ -82,6 +85,7 @@ class TrainSection:
     loss: str = choice("dice", tuple(LOSSES))
     mixed_precision: bool = False
     seed: int = at_least(0, default=0)
+    deterministic: bool = True
     verbose: int = in_range(0, 2, default=1)
     validate_every: int = at_least(0, default=0)
     memory_mb: int = at_least(64, default=4096)
