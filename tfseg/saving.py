@@ -27,7 +27,8 @@ from tfseg.errors import DataError
 logger = logging.getLogger(__name__)
 
 #: The modules whose import registers tfseg's Keras-serializable classes.
-REGISTERING_MODULES = ("tfseg.losses", "tfseg.metrics", "tfseg.models.layers", "tfseg.models.segresnet")
+REGISTERING_MODULES = ("tfseg.losses", "tfseg.metrics", "tfseg.models.layers", "tfseg.models.segresnet",
+                       "tfseg.training.warmup")
 
 
 def register_custom_objects():
@@ -41,11 +42,8 @@ def register_custom_objects():
         >>> keras.saving.get_registered_object("tfseg>DiceLoss") is not None
         True
     """
-    for name in REGISTERING_MODULES:
+    for name in REGISTERING_MODULES:  # tfseg.training.warmup: the warm-up schedule of multi-process runs
         importlib.import_module(name)
-    from tfseg.training.distributed import _warmup_classes
-
-    _warmup_classes()  # the learning-rate warm-up schedule of multi-process runs
 
 
 def load_model(path, compile=False, **kwargs):

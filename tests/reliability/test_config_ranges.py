@@ -65,34 +65,28 @@ def test_output_dir_that_is_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--epochs", "-1"], "config.train.epochs: must be >= 1, got -1"),
-    (["--batch-size", "0"], "config.train.batch_size: must be >= 1, got 0"),
-    (["--learning-rate", "nan"], "config.train.learning_rate: must be a finite number, got nan"),
-    (["--learning-rate", "-1"], "config.train.learning_rate: must be > 0, got -1.0"),
-    (["--image-size", "-64"], "config.data.image_size: must be > 0, got -64"),
+    (["--epochs", "-1"], "--epochs (train.epochs): must be >= 1, got -1"),
+    (["--batch-size", "0"], "--batch-size (train.batch_size): must be >= 1, got 0"),
+    (["--learning-rate", "nan"], "--learning-rate (train.learning_rate): must be a finite number, got nan"),
+    (["--learning-rate", "-1"], "--learning-rate (train.learning_rate): must be > 0, got -1.0"),
+    (["--image-size", "-64"], "--image-size (data.image_size): must be > 0, got -64"),
 ])
 def test_workflow_flags_are_checked(flags, message):
-    import argparse
+    from tfseg.workflows.entry import resolve_config
 
-    from tfseg.workflows import lgg
-
-    options = lgg.add_arguments(argparse.ArgumentParser(), lgg.LggConfig()).parse_args(flags)
     with pytest.raises(ConfigError) as caught:
-        lgg.config_from_args(options, lgg.LggConfig())
+        resolve_config("lgg", flags)
     assert str(caught.value) == message
 
 
 def test_every_workflow_default_and_paper_config_passes_its_own_checks():
-    import importlib
-
-    from tfseg.cli import WORKFLOWS
     from tfseg.training.config import to_dict
+    from tfseg.workflows.protocol import WORKFLOWS
 
-    for module_name, class_name in WORKFLOWS.values():
-        module = importlib.import_module(f"tfseg.workflows.{module_name}")
-        config_class = getattr(module, class_name)
-        config = from_dict(config_class, to_dict(config_class()))
-        override(config, getattr(module, "PAPER_SIZES", {}))
+    for entry in WORKFLOWS.values():
+        config = entry.cpu_defaults()
+        config = from_dict(type(config), to_dict(config))
+        override(config, entry.paper_overrides())
 
 
 def test_config_fingerprint_ignores_what_a_resume_may_change():
