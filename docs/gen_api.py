@@ -7,6 +7,7 @@ top-level modules and orders the pages; mkdocstrings renders each block from the
 Run by mkdocs-gen-files during `mkdocs build` (see mkdocs.yml); `python docs/gen_api.py` prints
 the pages instead.
 """
+import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -71,12 +72,33 @@ def api_pages():
     return pages
 
 
+def own_members(module):
+    """The public functions and classes a package's `__init__.py` defines itself, or None for a plain module.
+
+    A package re-exports names of its modules (`from tfseg.models.fcn import fcn8s`); those are
+    documented with their module, so the package's block lists only what it defines.
+    """
+    init = PACKAGE.parent.joinpath(*module.split(".")) / "__init__.py"
+    if not init.exists():
+        return None
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    return [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            and not node.name.startswith("_")]
+
+
+def render_block(module):
+    """One mkdocstrings block: the module's docstring and members (a package: its own members only)."""
+    members = own_members(module)
+    if members is None:
+        return f"::: {module}\n"
+    listed = "\n".join(f"        - {name}" for name in members)
+    return f"::: {module}\n    options:\n      members:\n{listed}\n" if members else \
+        f"::: {module}\n    options:\n      members: false\n"
+
+
 def render_page(title, modules):
     """The Markdown of one reference page: a title and one mkdocstrings block per module."""
-    lines = [f"# {title}", ""]
-    for module in modules:
-        lines += [f"::: {module}", ""]
-    return "\n".join(lines)
+    return "\n".join([f"# {title}", ""] + [render_block(module) for module in modules])
 
 
 def write_pages():
