@@ -89,6 +89,15 @@ def _json(value):
     return json.dumps(value, default=list)
 
 
+def pretty_json(value, indent=0):
+    """JSON with one key per line and every list or empty object on one line (`[48, 64, 64]`)."""
+    if not isinstance(value, dict) or not value:
+        return json.dumps(value)
+    pad = " " * (indent + 2)
+    items = [f"{pad}{json.dumps(key)}: {pretty_json(item, indent + 2)}" for key, item in value.items()]
+    return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+
+
 class _FlagNames:
     """Stands in for parsed arguments: every attribute is its own name (see `flag_docs`)."""
 
@@ -167,7 +176,7 @@ def render_workflow(name, module, config_class):
              "of these fields. Every field has a default, so `{}` is a valid config; unknown keys, wrong types and "
              "values outside a field's choices are rejected with the field's dotted path. Command-line flags override "
              f"the file (see the [command-line reference](../cli.md)).{see}", "",
-             "## Defaults", "", "```json", json.dumps(to_dict(defaults), indent=2), "```", ""]
+             "## Defaults", "", "```json", pretty_json(to_dict(defaults)), "```", ""]
     for path, section_class, rows in field_rows(config_class, defaults, flags=flag_docs(module, config_class)):
         if not rows:
             continue

@@ -6,12 +6,14 @@ These run without mkdocs: the generators render Markdown from the code; `mkdocs 
 """
 import dataclasses
 import importlib.util
+import json
 import pathlib
 import re
 
 import pytest
 
 from tfseg import cli
+from tfseg.training.config import to_dict
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -63,7 +65,7 @@ def test_cli_reference_has_every_workflows_flags(cli_page, workflow):
 def test_cli_help_is_wrapped_at_a_fixed_width(cli_page, monkeypatch, gen_cli):
     monkeypatch.setenv("COLUMNS", "40")
     assert gen_cli.render_cli() == cli_page
-    assert max(len(line) for line in cli_page.splitlines() if not line.startswith(("Generated", "#"))) <= 100
+    assert max(len(line) for line in cli_page.splitlines() if not line.startswith(("Generated", "#"))) <= int(gen_cli.HELP_WIDTH)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,8 @@ def test_config_reference_has_every_field_of_every_workflow(config_pages, workfl
     page = config_pages[f"{workflow}.md"].split("## `--paper`")[0]
     rows = re.findall(r"^\| `([a-z_.0-9]+)` \|", page, flags=re.MULTILINE)
     assert sorted(rows) == sorted(_leaf_paths(config_class()))
+    defaults = page.split("## Defaults\n\n```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(defaults) == to_dict(config_class())  # a valid config file: `{}` spelled out
     assert f"[{workflow}]({workflow}.md)" in config_pages["index.md"]
 
 
