@@ -8,6 +8,8 @@ from their modules on first use:
 - `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
 - `tfseg.datasets.brats`: `find_brats`, `BratsCase`, `MODALITIES`, `LABELS`, `REGIONS`;
 - `tfseg.datasets.lgg`: `find_lgg`, `LggRecord` (Kaggle lgg-mri-segmentation, or train_image/train_mask);
+- `tfseg.datasets.rtstruct`: `find_rtstruct_cases`, `RtstructRecord`, `load_case` (DICOM series
+  labelled by RT structure sets);
 - `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
 - `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook`, `write_brats`, `ensure_brats`
   and `tfseg.datasets.synthetic_lgg`: `write_lgg`, `ensure_lgg` (the embedded default data).
@@ -39,6 +41,8 @@ _LAZY = {
     "SyntheticLgg": "tfseg.datasets.synthetic_lgg",
     "write_lgg": "tfseg.datasets.synthetic_lgg",
     "ensure_lgg": "tfseg.datasets.synthetic_lgg",
+    "RtstructRecord": "tfseg.datasets.rtstruct",
+    "find_rtstruct_cases": "tfseg.datasets.rtstruct",
     "DatalistRecord": "tfseg.datasets.datalist",
     "datalist_from_cases": "tfseg.datasets.datalist",
     "read_datalist": "tfseg.datasets.datalist",
