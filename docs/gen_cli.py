@@ -1,8 +1,8 @@
 """Generate the command-line reference from the argparse parsers of `tfseg`.
 
 Renders `tfseg --help`, the help of every subcommand `tfseg.cli.build_parser` registers, and, for
-`tfseg train`, the flags of every workflow in `tfseg.cli.WORKFLOWS` (the parser `tfseg train NAME`
-builds from the workflow's `add_arguments`). New subcommands and workflows appear without an edit
+`tfseg train`, the flags of every workflow of `tfseg.workflows.protocol.WORKFLOWS` (the parser of
+`tfseg.workflows.entry.build_parser`, shared with the recipes). New subcommands and workflows appear without an edit
 here.
 
 Run by mkdocs-gen-files during `mkdocs build` (see mkdocs.yml); `python docs/gen_cli.py` prints
@@ -10,7 +10,6 @@ the page instead.
 """
 import argparse
 import contextlib
-import importlib
 import os
 import pathlib
 import sys
@@ -21,13 +20,11 @@ HELP_WIDTH = "88"  # fits a code block of the theme without scrolling
 
 
 def workflow_parser(name):
-    """The parser of `tfseg train NAME`: the workflow's recipe flags with its config defaults."""
-    from tfseg import cli
+    """The parser of `tfseg train NAME` (the same flags as its recipe), described by the workflow's summary."""
+    from tfseg.workflows.entry import build_parser
+    from tfseg.workflows.protocol import get_workflow
 
-    module, config_name = cli.WORKFLOWS[name][:2]
-    workflow = importlib.import_module(f"tfseg.workflows.{module}")
-    parser = argparse.ArgumentParser(prog=f"tfseg train {name}")
-    return workflow.add_arguments(parser, getattr(workflow, config_name)())
+    return build_parser(name, description=get_workflow(name).summary, prog=f"tfseg train {name}")
 
 
 def _subcommands(parser):
@@ -40,13 +37,14 @@ def _subcommands(parser):
 def cli_parsers():
     """`[(command, parser)]`: `tfseg`, each subcommand, and `tfseg train NAME` for every workflow."""
     from tfseg import cli
+    from tfseg.workflows.protocol import WORKFLOWS
 
     parser = cli.build_parser()
     found = [("tfseg", parser)]
     for name, sub in _subcommands(parser).items():
         found.append((f"tfseg {name}", sub))
         if name == "train":
-            found += [(f"tfseg train {workflow}", workflow_parser(workflow)) for workflow in cli.WORKFLOWS]
+            found += [(f"tfseg train {workflow}", workflow_parser(workflow)) for workflow in WORKFLOWS]
     return found
 
 
@@ -68,8 +66,8 @@ def render_cli():
     """The Markdown of the command-line reference page."""
     lines = ["# Command-line reference", "",
              "Generated from the argument parsers of `tfseg.cli` and of each workflow. "
-             "`tfseg train NAME` takes the flags of the workflow's recipe (`recipes/*.py`, which add "
-             "`--paper`); every flag overrides a field of the JSON config given with `--config` "
+             "`tfseg train NAME` takes the same flags as the workflow's recipe in `recipes/`; "
+             "every flag overrides a field of the JSON config given with `--config` "
              "(see [Configuration](config/index.md)).", ""]
     with _fixed_width():
         for command, parser in cli_parsers():

@@ -1,16 +1,15 @@
 """Generate the configuration reference from the config dataclasses of every workflow.
 
-For each workflow of `tfseg.cli.WORKFLOWS` (name -> module and config class), one page lists every
+For each workflow of `tfseg.workflows.protocol.WORKFLOWS`, one page lists every
 field by its dotted JSON path, with its type, default, allowed values (`choice` fields) and the
 description from the `Attributes:` section of its class docstring (or of a base class), plus the
-defaults as a JSON file and the `--paper` overrides of the recipes. A workflow added to the table
+workflow's built-in defaults as a JSON file and its `--paper` overrides. A workflow added to the table
 gets its page without an edit here.
 
 Run by mkdocs-gen-files during `mkdocs build` (see mkdocs.yml); `python docs/gen_config.py` prints
 the pages instead.
 """
 import dataclasses
-import importlib
 import inspect
 import json
 import pathlib
@@ -26,13 +25,13 @@ _ATTRIBUTE = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)(?:\s*\([^)]*\))?:\s*(.*
 
 
 def workflow_configs():
-    """`[(workflow name, module, config class)]` for every workflow of `tfseg train`, in the CLI's order."""
-    from tfseg import cli
+    """`[(workflow name, module, config class)]` for every workflow of `tfseg train`, in the table's order."""
+    from tfseg.workflows.protocol import WORKFLOWS
 
     found = []
-    for name, entry in cli.WORKFLOWS.items():
-        module = importlib.import_module(f"tfseg.workflows.{entry[0]}")
-        found.append((name, module, getattr(module, entry[1])))
+    for name, entry in WORKFLOWS.items():
+        module = entry.load()
+        found.append((name, module, module.CONFIG_CLASS))
     return found
 
 
@@ -105,20 +104,17 @@ class _FlagNames:
         return name
 
 
-def flag_docs(module, config_class):
+def flag_docs(name):
     """`{dotted path: (flag, help)}` for the config fields the common flags set (`--epochs` → `train.epochs`, ...).
 
-    Read from `tfseg.workflows.common.common_updates` and the help of the workflow's own parser, so a
+    Read from `tfseg.workflows.entry.shared_overrides` and the help of the workflow's parser, so a
     field without an `Attributes:` entry is still described.
     """
-    import argparse
+    from tfseg.workflows.entry import build_parser, shared_overrides
 
-    from tfseg.workflows.common import common_updates
-
-    parser = module.add_arguments(argparse.ArgumentParser(), config_class())
-    helps = {action.dest: (action.option_strings[-1], action.help) for action in parser._actions
+    helps = {action.dest: (action.option_strings[-1], action.help) for action in build_parser(name)._actions
              if action.option_strings and action.help}
-    return {path: helps[dest] for path, dest in common_updates(_FlagNames()).items()
+    return {path: helps[dest] for path, dest in shared_overrides(_FlagNames()).items()
             if isinstance(dest, str) and dest in helps}
 
 
@@ -166,18 +162,21 @@ def _cell(text):
 def render_workflow(name, module, config_class):
     """The Markdown page of one workflow's configuration."""
     from tfseg.training.config import to_dict
+    from tfseg.workflows.protocol import get_workflow
 
-    defaults = config_class()
+    entry = get_workflow(name)
+    defaults = entry.cpu_defaults()
     guide = module.__name__.rsplit(".", 1)[-1]
     see = f" The workflow is described in [its guide](../../{guide}.md)." if (ROOT / "docs" / f"{guide}.md").exists() else ""
     lines = [f"# {name}: `{config_class.__name__}`", "",
              f"`{module.__name__}.{config_class.__name__}`: {summary_line(config_class)}", "",
-             f"`tfseg train {name} --config run.json` (or the workflow's recipe with `--config`) reads a JSON object "
-             "of these fields. Every field has a default, so `{}` is a valid config; unknown keys, wrong types and "
-             "values outside a field's choices are rejected with the field's dotted path. Command-line flags override "
-             f"the file (see the [command-line reference](../cli.md)).{see}", "",
+             f"`tfseg train {name}` and `python recipes/{entry.recipe}` resolve the config in one order: the "
+             "workflow's built-in CPU-sized defaults (below), then `--paper`, then the fields of the JSON file given "
+             "with `--config` (any subset; `{}` changes nothing), then the flags (see the "
+             "[command-line reference](../cli.md)). Unknown keys, wrong types and values outside a field's choices "
+             f"are rejected with the field's dotted path; `--print-config` prints the resolved config.{see}", "",
              "## Defaults", "", "```json", pretty_json(to_dict(defaults)), "```", ""]
-    for path, section_class, rows in field_rows(config_class, defaults, flags=flag_docs(module, config_class)):
+    for path, section_class, rows in field_rows(config_class, defaults, flags=flag_docs(name)):
         if not rows:
             continue
         title = f"`{path}`" if path else "Top level"
@@ -188,10 +187,10 @@ def render_workflow(name, module, config_class):
         lines += ["| field | type | default | description |", "|---|---|---|---|"]
         lines += [f"| `{p}` | `{_cell(t)}` | `{_cell(d)}` | {_cell(doc)} |" for p, t, d, doc in rows]
         lines.append("")
-    paper = getattr(module, "PAPER_SIZES", None)
+    paper = entry.paper_overrides()
     if paper:
-        lines += ["## `--paper`", "", "The recipe flag `--paper` applies these overrides (the published sizes; "
-                  "a GPU job) before `--config` and the other flags:", "",
+        lines += ["## `--paper`", "", "`--paper` applies these overrides (the published settings; a GPU job) "
+                  "before `--config` and the other flags:", "",
                   "| field | value |", "|---|---|"]
         lines += [f"| `{path}` | `{_cell(_json(value))}` |" for path, value in paper.items()]
         lines.append("")
@@ -200,13 +199,15 @@ def render_workflow(name, module, config_class):
 
 def render_index(configs):
     """The overview page: one line per workflow."""
+    from tfseg.workflows.protocol import get_workflow
+
     lines = ["# Configuration reference", "",
              "Each workflow's run is one config dataclass, read from JSON with `--config` and validated field by "
              "field (`tfseg.training.config.load_config`); command-line flags override it. Generated from the "
              "dataclasses of `tfseg.workflows`.", "",
              "| workflow | config | what |", "|---|---|---|"]
     for name, module, config_class in configs:
-        summary = summary_line(module).rstrip(".")
+        summary = get_workflow(name).summary
         lines.append(f"| [{name}]({_page(name)}) | `{module.__name__}.{config_class.__name__}` | {_cell(summary)} |")
     return "\n".join(lines) + "\n"
 
