@@ -375,8 +375,7 @@ def ensure_patch_store(path, cases, patch_size=128, stride=64, channels=("flair"
     written are reported again under `on_error` (so "raise" still stops on them).
 
     Args:
-        path, cases, patch_size, stride, channels, min_foreground, compression, on_error, problems,
-        progress:
+        path, cases, patch_size, stride, channels, min_foreground, compression, on_error, problems, progress:
             as for `write_patch_store`.
 
     Returns:

@@ -297,9 +297,8 @@ def segresnet_vae(input_shape=(160, 192, 128, 4), num_classes=3, spatial_dims=3,
     Args:
         input_shape: a fixed channels-last shape (the dense layers need it); every spatial size a
             multiple of `2**len(blocks_down)` (the paper's 160x192x128 crop for 4 levels).
-        num_classes, spatial_dims, init_filters, blocks_down, blocks_up, norm, dropout,
-            output_activation: as in `segresnet`; the segmentation path is the same network with
-            the same layer names.
+        num_classes, spatial_dims, init_filters, blocks_down, blocks_up, norm, dropout, output_activation:
+            as in `segresnet`; the segmentation path is the same network with the same layer names.
         vae_latent: latent dimensions (128 in the paper).
         vae_filters: channels of the VAE's smallest feature map (16 in the paper).
         l2_weight: weight of the reconstruction term (0.1).

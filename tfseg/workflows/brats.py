@@ -78,11 +78,12 @@ class DataSection:
 class ModelSection(sections.ModelSection):
     """SegResNet settings (Myronenko 2018: 32 initial filters, blocks 1-2-2-4 / 1-1-1, latent 128).
 
+    `init_filters`, `blocks_down`, `blocks_up`, `dropout` and `vae_latent` are arguments of the builder.
+
     Attributes:
         weights: a `.keras` or `.weights.h5` file to start from (fine-tuning).
         freeze_epochs: train the decoder only for this many epochs first, then everything (fine-tuning).
         prior_probability: the outputs' initial probability (tumour regions are small; see `segresnet`).
-        (and `init_filters`, `blocks_down`, `blocks_up`, `dropout`, `vae_latent` of the builder)
     """
 
     name: str = choice("segresnet_vae", ("segresnet_vae", "segresnet"))
