@@ -8,6 +8,9 @@ from their modules on first use:
 - `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
 - `tfseg.datasets.brats`: `find_brats`, `BratsCase`, `MODALITIES`, `LABELS`, `REGIONS`;
 - `tfseg.datasets.lgg`: `find_lgg`, `LggRecord` (Kaggle lgg-mri-segmentation, or train_image/train_mask);
+- `tfseg.datasets.rsna`: `find_rsna`, `RsnaPatient`, `read_labels`, `split_patients`, `MRI_TYPES`
+  (RSNA-MICCAI task 2: MGMT labels, DICOM series per MRI type) and `tfseg.datasets.synthetic_rsna`:
+  `write_rsna`, `ensure_rsna`;
 - `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
 - `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook`, `write_brats`, `ensure_brats`
   and `tfseg.datasets.synthetic_lgg`: `write_lgg`, `ensure_lgg` (the embedded default data).
@@ -43,6 +46,14 @@ _LAZY = {
     "datalist_from_cases": "tfseg.datasets.datalist",
     "read_datalist": "tfseg.datasets.datalist",
     "write_datalist": "tfseg.datasets.datalist",
+    "MRI_TYPES": "tfseg.datasets.rsna",
+    "RsnaPatient": "tfseg.datasets.rsna",
+    "find_rsna": "tfseg.datasets.rsna",
+    "read_labels": "tfseg.datasets.rsna",
+    "split_patients": "tfseg.datasets.rsna",
+    "SyntheticRsna": "tfseg.datasets.synthetic_rsna",
+    "write_rsna": "tfseg.datasets.synthetic_rsna",
+    "ensure_rsna": "tfseg.datasets.synthetic_rsna",
     "SyntheticBrats": "tfseg.datasets.synthetic",
     "write_brats": "tfseg.datasets.synthetic",
     "ensure_brats": "tfseg.datasets.synthetic",
