@@ -22,7 +22,7 @@ def test_layout_labels_and_patients(dataset):
     assert sorted(os.listdir(os.path.join(dataset.train_dir, "00007"))) == sorted(MRI_TYPES)
     with open(dataset.labels_csv) as stream:
         assert stream.readline().strip() == "BraTS21ID,MGMT_value"
-        assert stream.readline().split(",")[0] == "7"     # the competition's CSV drops the zero padding
+        assert stream.readline().split(",")[0] == "00007"
     labels = read_labels(dataset.labels_csv)
     assert labels == dataset.labels and set(labels.values()) == {0, 1}
     patients = find_rsna(dataset.train_dir, dataset.labels_csv)

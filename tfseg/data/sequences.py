@@ -188,17 +188,23 @@ def keep_tumour_slices(image, wt, min_ratio=0.025, max_contours=5, threshold=0.5
     return np.flatnonzero(slice_filter(wt > threshold, image != 0, min_ratio, max_contours))
 
 
-def normalize_series(volume, percentile=99.5):
-    """Scale a series to about [0, 1]: divided by the `percentile` of its non-zero voxels, clipped to [0, 1].
+def normalize_series(volume, percentile=99.5, level=1.0):
+    """Scale a series to [0, 1]: the `percentile` of its non-zero voxels maps to `level`, then clipped to [0, 1].
+
+    With the median (`percentile=50`) and `level=0.25`, the brain sits near 0.25 and a tumour up
+    to 4 times brighter keeps its contrast; a high percentile with `level=1` would map a bright
+    tumour core to 1 whatever its brightness.
 
     Example:
         >>> normalize_series(np.array([0.0, 2.0, 4.0]), percentile=100).tolist()
         [0.0, 0.5, 1.0]
+        >>> normalize_series(np.array([0.0, 1.0, 2.0, 9.0]), percentile=50, level=0.25).tolist()
+        [0.0, 0.125, 0.25, 1.0]
     """
     volume = np.asarray(volume, np.float32)
     inside = volume[volume != 0]
     scale = float(np.percentile(inside, percentile)) if inside.size else 0.0
-    return np.clip(volume / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(volume)
+    return np.clip(volume * np.float32(level / scale), 0.0, 1.0) if scale > 0 else np.zeros_like(volume)
 
 
 def stack_channels(image, wt, et):

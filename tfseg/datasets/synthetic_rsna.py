@@ -184,7 +184,7 @@ def write_rsna(root, num_train=24, num_test=4, shape=(64, 64, 32), seed=0, first
         _write_patient(os.path.join(parent, patient), patient, volumes, kwargs["seed"])
     os.makedirs(result.test_dir, exist_ok=True)
     atomic_write_text(result.labels_csv, "BraTS21ID,MGMT_value\n"
-                      + "".join(f"{int(p)},{v}\n" for p, v in result.labels.items()))
+                      + "".join(f"{p},{v}\n" for p, v in result.labels.items()))
     atomic_write_text(os.path.join(root, "sample_submission.csv"), "BraTS21ID,MGMT_value\n"
                       + "".join(f"{p},0.5\n" for p in result.test_ids))
     _write_marker(root, {**content, "complete": True})
