@@ -96,5 +96,6 @@ def test_split_by_patient_and_stage1_exclusion():
                                 exclude=["BraTS2021_00000", "BraTS2021_00005", "3"])
     kept = {p.patient for p in train + val}
     assert len(kept) == 17 and not kept & {"00000", "00005", "00003"}
+    assert sorted(p.label for p in val) == [0, 0, 1, 1]       # stratified by label
     with pytest.raises(ConfigError, match="00004 appears in more than one record"):
         split_patients(patients + [RsnaPatient("00004", {}, 0)])

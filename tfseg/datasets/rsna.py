@@ -214,14 +214,18 @@ def check_disjoint(**parts):
             seen[patient] = name
 
 
-def split_patients(patients, val_fraction=0.2, seed=0, exclude=()):
+def split_patients(patients, val_fraction=0.2, seed=0, exclude=(), stratify=True):
     """Train and validation patients, split by patient, after leaving out `exclude`.
+
+    With `stratify`, the patients of each label (None counting as one) are split separately, so
+    both parts keep the label balance (a small validation set then has both classes).
 
     Args:
         patients: `RsnaPatient` records (one per patient).
         val_fraction: share of the patients held out (20% in the seed).
         seed: seed of the shuffle.
         exclude: patient ids (or BraTS 2021 case ids) to leave out, e.g. the stage-1 training cases.
+        stratify: split each label's patients separately.
 
     Returns:
         `(train, val)` lists of `RsnaPatient`.
@@ -247,6 +251,16 @@ def split_patients(patients, val_fraction=0.2, seed=0, exclude=()):
         logger.info("left out %d patient(s) of the stage-1 training data", len(patients) - len(kept))
     if not kept:
         raise ConfigError("no patient left after leaving out the excluded ones")
-    split = split_by_patient(kept, val_fraction=val_fraction, seed=seed)
-    check_disjoint(train=split.train, val=split.val)
-    return list(split.train), list(split.val)
+    groups = {}
+    for patient in kept:
+        groups.setdefault(patient.label if stratify else None, []).append(patient)
+    train, val = [], []
+    for label in sorted(groups, key=str):
+        split = split_by_patient(groups[label], val_fraction=val_fraction, seed=seed)
+        train += split.train
+        val += split.val
+    order = {p.patient: k for k, p in enumerate(kept)}
+    train.sort(key=lambda p: order[p.patient])
+    val.sort(key=lambda p: order[p.patient])
+    check_disjoint(train=train, val=val)
+    return train, val
