@@ -14,12 +14,12 @@ A control run, labels shuffled among patients (the patient AUC should then be ab
 
     python recipes/rsna_two_stage.py --shuffle-labels --output-dir runs/rsna_control
 
-The defaults are sized for a 2-core CPU: stage 1 is UNet++ with a DenseNet121 encoder (random
-weights, narrow decoder) on axial single-series slices of 48x48x24 volumes resized to 64x64; stage 2
-keeps 48x48 slices in chunks
-of 8 every 2 and a small CNN backbone (`small_cnn`) under the BiLSTM(64). `--paper` selects the
-seed's sizes: 224x224 slices in three planes, ImageNet DenseNet121 frozen for 10 epochs then 200
-epochs in all; chunks of 35 every 5, a ResNet50V2 backbone from ImageNet (the stand-in for the
+The defaults are sized for a 2-core CPU: stage 1 is UNet++ with a ResNet18 encoder (random weights,
+narrow decoder; DenseNet121's 426 layers alone take minutes to trace on a shared 2-core machine,
+`--paper` uses it) on axial single-series slices of 48x48x24 volumes resized to 64x64; stage 2
+keeps 48x48 slices in chunks of 8 every 2 and a small CNN backbone (`small_cnn`) under the
+BiLSTM(64). `--paper` selects the seed's sizes: 224x224 slices in three planes, ImageNet
+DenseNet121 frozen for 10 epochs then 200 epochs in all; chunks of 35 every 5, a ResNet50V2 backbone from ImageNet (the stand-in for the
 seed's NFNet), 5 warm-up epochs. The steps are those of `tfseg.workflows.rsna.run`; the outputs
 in `--output-dir` are `stage1/` (model.keras, saved_model/, metrics.json), `stage2/<MRI type>/`
 (model.keras, saved_model/, history), `metrics.json` (`patient_auc`, `chunk_auc`, per type),
@@ -37,7 +37,7 @@ CPU_DEFAULTS = rsna.RsnaConfig(
         data=CaseSource(synthetic_cases=10, synthetic_shape=(48, 48, 24), modalities=("t1", "t1ce", "t2", "flair"),
                         val_fraction=0.2, test_fraction=0.0),
         slices=SliceSection(planes=("axial",), image_size=64),
-        model=ModelSection(encoder="densenet121", options={"decoder_filters": [32, 32, 16, 16, 8]}),
+        model=ModelSection(encoder="resnet18", options={"decoder_filters": [32, 32, 16, 16, 8]}),
         train=TrainSection(epochs=5, batch_size=16, learning_rate=1e-3)),
     data=rsna.Stage2Data(synthetic_train=60, synthetic_test=4, synthetic_shape=(48, 48, 24), val_fraction=0.3),
     sequence=rsna.SequenceSection(image_size=48, chunk_length=8, chunk_stride=2),

@@ -102,7 +102,8 @@ def make_chunks(stack, length=35, stride=5, policy="shift", pad_mode="edge"):
         An array of `stack`'s dtype; `K = len(chunk_indices(N, ...))` (may be 0).
 
     Example:
-        >>> make_chunks(np.arange(3.0).reshape(3, 1, 1, 1), length=2, stride=2, policy="pad", pad_mode="zero")[:, :, 0, 0, 0]
+        >>> stack = np.arange(3.0).reshape(3, 1, 1, 1)
+        >>> make_chunks(stack, length=2, stride=2, policy="pad", pad_mode="zero")[:, :, 0, 0, 0]
         array([[0., 1.],
                [2., 0.]])
     """
@@ -155,7 +156,8 @@ def slice_filter(tumour, brain, min_ratio=0.025, max_contours=5):
 
     tumour, brain = np.asarray(tumour), np.asarray(brain)
     if tumour.shape != brain.shape or tumour.ndim != 3:
-        raise ConfigError(f"tumour and brain masks must be (N, H, W) of one shape, got {tumour.shape} and {brain.shape}")
+        raise ConfigError(f"tumour and brain masks must be (N, H, W) of one shape, "
+                          f"got {tumour.shape} and {brain.shape}")
     if not 0.0 <= float(min_ratio) < 1.0:
         raise ConfigError(f"min_ratio must be in [0, 1), got {min_ratio!r}")
     if max_contours is not None:

@@ -109,7 +109,8 @@ def read_labels(path):
     except OSError as error:
         raise DataError(path, f"cannot read the labels: {error.strerror or error}") from error
     if not rows or [c.strip() for c in rows[0][:2]] != ["BraTS21ID", "MGMT_value"]:
-        raise DataError(path, f"the header must be 'BraTS21ID,MGMT_value', got {','.join(rows[0]) if rows else 'nothing'}")
+        found = ",".join(rows[0]) if rows else "nothing"
+        raise DataError(path, f"the header must be 'BraTS21ID,MGMT_value', got {found}")
     labels = {}
     for line, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():

@@ -189,7 +189,7 @@ class Stage2Patients:
 # --------------------------------------------------------------------------------------------
 
 def stage1_config(config):
-    """The stage-1 `SlicesConfig`: outputs in `<output_dir>/stage1`, synthetic BraTS in `<output_dir>/synthetic_data/brats`."""
+    """The stage-1 `SlicesConfig`: outputs in `<output_dir>/stage1`, synthetic BraTS in `<output_dir>/synthetic_data`."""
     s1 = config.stage1
     data = s1.data
     if data.data_dir is None and data.synthetic_dir is None:
