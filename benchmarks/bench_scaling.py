@@ -3,7 +3,7 @@
     python benchmarks/bench_scaling.py [--processes 2] [--image-size 128] [--batch-size 4] [--steps 12]
                                        [--gpus] [--json out.json]
 
-The model is the CPU-sized FCN-8s of `recipes/sunnybrook_fcn8s.py` (`CPU_DEFAULTS`: VGG16 encoder
+The model is the CPU-sized FCN-8s of `recipes/sunnybrook_fcn8s.py` (`tfseg.workflows.sunnybrook.CPU_DEFAULTS`: VGG16 encoder
 at a quarter width, 256-wide fc6/fc7), trained by tfseg's `Trainer` on random images (this
 measures the step, not the input pipeline). Each process trains on `--batch-size` images per step:
 
@@ -46,8 +46,7 @@ def child(args):
     from tfseg.training.distributed import workflow_distribution
 
     dist = workflow_distribution(args.kind)
-    sys.path.insert(0, str(ROOT / "recipes"))
-    from sunnybrook_fcn8s import CPU_DEFAULTS
+    from tfseg.workflows.sunnybrook import CPU_DEFAULTS
 
     size = args.image_size
     spec = {"name": "fcn8s", "input_shape": (size, size, 1), "num_classes": 2, **CPU_DEFAULTS.model.options}
@@ -169,7 +168,7 @@ def main(argv=None):
 
     n = args.processes
     result = {
-        "model": "fcn8s (recipes/sunnybrook_fcn8s.py CPU_DEFAULTS)", "params": single["params"],
+        "model": "fcn8s (tfseg.workflows.sunnybrook CPU_DEFAULTS)", "params": single["params"],
         "image_size": args.image_size, "batch_per_process": args.batch_size, "timed_steps": single["timed_steps"],
         f"backend_{n}proc": backend, "tensorflow": tf.__version__, "cpu_cores": os.cpu_count(),
         "images_per_s_1proc": round(single["images_per_s"], 2), f"images_per_s_{n}proc": round(pair["images_per_s"], 2),

@@ -18,23 +18,14 @@ train with the focal loss (ReduceLROnPlateau, checkpoint every epoch, `--resume`
 whole test slices, print per-class precision/recall/accuracy/IoU/Dice, and write `metrics.json`,
 `gifs/`, `curves.png`, `model.keras` and `saved_model/` to `--output-dir`.
 """
+
 import sys
 
-from tfseg.workflows import brats2d as b2
-from tfseg.workflows.brats_cases import CaseSource
-from tfseg.workflows.recipe import recipe_main
-
-CPU_DEFAULTS = b2.Brats2DConfig(
-    data=CaseSource(synthetic_cases=20, synthetic_shape=(96, 96, 40)),
-    patches=b2.PatchSection(patch_size=64, stride=32),
-    model=b2.ModelSection(name="unet", encoder="resnet18", options={"decoder_filters": [64, 32, 32, 16, 16]}),
-    train=b2.TrainSection(epochs=40, batch_size=16, learning_rate=1e-3, loss="focal_dice"),
-    output_dir="runs/brats_unet2d",
-)
+from tfseg.workflows.entry import workflow_main
 
 
 def main(argv=None):
-    return recipe_main(argv, b2, CPU_DEFAULTS, b2.PAPER_SIZES, __doc__)
+    return workflow_main("brats2d", argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -17,23 +17,14 @@ planes (tumour/brain ratio > 0.01, near-duplicates dropped), train (checkpoint e
 `--resume`), score WT and ET on the held-out slices and write `metrics.json`, `curves.png`,
 `model.keras` and `saved_model/` to `--output-dir`.
 """
+
 import sys
 
-from tfseg.workflows import brats_slices as bs
-from tfseg.workflows.brats_cases import CaseSource
-from tfseg.workflows.recipe import recipe_main
-
-CPU_DEFAULTS = bs.SlicesConfig(
-    data=CaseSource(synthetic_cases=20, synthetic_shape=(96, 96, 40), val_fraction=0.2, test_fraction=0.0),
-    slices=bs.SliceSection(image_size=96),
-    model=bs.ModelSection(encoder="densenet121", options={"decoder_filters": [64, 32, 32, 16, 16]}),
-    train=bs.TrainSection(epochs=16, batch_size=16, learning_rate=1e-3),
-    output_dir="runs/brats_unetpp_slices",
-)
+from tfseg.workflows.entry import workflow_main
 
 
 def main(argv=None):
-    return recipe_main(argv, bs, CPU_DEFAULTS, bs.PAPER_SIZES, __doc__)
+    return workflow_main("brats-slices", argv, description=__doc__)
 
 
 if __name__ == "__main__":

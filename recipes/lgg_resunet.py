@@ -16,21 +16,14 @@ bridge 1024, 256x256, batch 32, Adam 1e-4, 20 epochs). The steps are those of
 (checkpoint every epoch, `--resume`), evaluate on the test patients, and write `metrics.json`,
 `predictions.h5`, `overlays/*.png`, `curves.png`, `model.keras` and `saved_model/` to `--output-dir`.
 """
+
 import sys
 
-from tfseg.workflows import lgg
-from tfseg.workflows.recipe import recipe_main
-
-CPU_DEFAULTS = lgg.LggConfig(
-    data=lgg.DataSection(image_size=128),
-    model=lgg.ModelSection(name="resunet", options={"filters": [16, 32, 64, 128], "bridge_filters": 256}),
-    train=lgg.TrainSection(epochs=25, batch_size=16, learning_rate=1e-3, lr_decay=0.95, loss="dice"),
-    output_dir="runs/lgg_resunet",
-)
+from tfseg.workflows.entry import workflow_main
 
 
 def main(argv=None):
-    return recipe_main(argv, lgg, CPU_DEFAULTS, lgg.PAPER_SIZES, __doc__)
+    return workflow_main("lgg", argv, description=__doc__)
 
 
 if __name__ == "__main__":

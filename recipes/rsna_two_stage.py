@@ -27,28 +27,11 @@ in `--output-dir` are `stage1/` (model.keras, saved_model/, metrics.json), `stag
 """
 import sys
 
-from tfseg.workflows import rsna
-from tfseg.workflows.brats_cases import CaseSource
-from tfseg.workflows.brats_slices import ModelSection, SliceSection, SlicesConfig, TrainSection
-from tfseg.workflows.recipe import recipe_main
-
-CPU_DEFAULTS = rsna.RsnaConfig(
-    stage1=SlicesConfig(
-        data=CaseSource(synthetic_cases=10, synthetic_shape=(48, 48, 24), modalities=("t1", "t1ce", "t2", "flair"),
-                        val_fraction=0.2, test_fraction=0.0),
-        slices=SliceSection(planes=("axial",), image_size=64),
-        model=ModelSection(encoder="resnet18", options={"decoder_filters": [32, 32, 16, 16, 8]}),
-        train=TrainSection(epochs=5, batch_size=16, learning_rate=1e-3)),
-    data=rsna.Stage2Data(synthetic_train=60, synthetic_test=4, synthetic_shape=(48, 48, 24), val_fraction=0.3),
-    sequence=rsna.SequenceSection(image_size=48, chunk_length=8, chunk_stride=2),
-    model=rsna.ClassifierSection(backbone="small_cnn", options={"backbone_filters": [16, 32, 64]}),
-    train=rsna.ClassifierTrain(epochs=15, warmup_epochs=3, batch_size=8, learning_rate=1e-3),
-    output_dir="runs/rsna_two_stage",
-)
+from tfseg.workflows.entry import workflow_main
 
 
 def main(argv=None):
-    return recipe_main(argv, rsna, CPU_DEFAULTS, rsna.PAPER_SIZES, __doc__)
+    return workflow_main("rsna", argv, description=__doc__)
 
 
 if __name__ == "__main__":

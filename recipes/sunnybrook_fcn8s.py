@@ -17,21 +17,14 @@ model, train (checkpoint every epoch, `--resume` after a crash), evaluate at the
 next to a model that predicts nothing, and write `model.keras`, `saved_model/` and
 `metrics.json` to `--output-dir`.
 """
+
 import sys
 
-from tfseg.workflows import sunnybrook as sb
-from tfseg.workflows.recipe import recipe_main
-
-CPU_DEFAULTS = sb.SunnybrookConfig(
-    data=sb.DataSection(image_size=256),
-    model=sb.ModelSection(name="fcn8s", options={"width": 0.25, "fc_units": 256, "dropout": 0.1}),
-    train=sb.TrainSection(epochs=20, batch_size=8, learning_rate=1e-3, loss="dice_ce"),
-    output_dir="runs/sunnybrook_fcn8s",
-)
+from tfseg.workflows.entry import workflow_main
 
 
 def main(argv=None):
-    return recipe_main(argv, sb, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
+    return workflow_main("sunnybrook", argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -13,21 +13,14 @@ From Caffe's ImageNet AlexNet (a converted `bvlc_alexnet.npy`), on the real data
 Defaults are sized for a 2-core CPU (half-width AlexNet, 512-wide fc6/fc7); `--paper` selects
 the published sizes (full width, 4096-wide fc6/fc7, 256x256).
 """
+
 import sys
 
-from tfseg.workflows import sunnybrook as sb
-from tfseg.workflows.recipe import recipe_main
-
-CPU_DEFAULTS = sb.SunnybrookConfig(
-    data=sb.DataSection(image_size=256),
-    model=sb.ModelSection(name="fcn_alexnet", options={"width": 0.5, "fc_units": 512, "dropout": 0.1}),
-    train=sb.TrainSection(epochs=20, batch_size=8, learning_rate=1e-3, loss="dice_ce"),
-    output_dir="runs/sunnybrook_fcn_alexnet",
-)
+from tfseg.workflows.entry import workflow_main
 
 
 def main(argv=None):
-    return recipe_main(argv, sb, CPU_DEFAULTS, sb.PAPER_SIZES, __doc__)
+    return workflow_main("sunnybrook-alexnet", argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The `tfseg` command: write synthetic data, train a workflow, convert DICOM, export a model.
 
     tfseg synth sunnybrook|brats|lgg DATA_DIR [--cases 15] [--seed 0]
-    tfseg train sunnybrook|brats|lgg|brats2d|brats-slices [--config cfg.json] [recipe flags ...]
+    tfseg train WORKFLOW [--paper] [--config cfg.json] [recipe flags ...]   (tfseg train --help: the list)
     tfseg merge-labels --wt wt.nii.gz --tc tc.nii.gz --et et.nii.gz labels.nii.gz
-    tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label]
+    tfseg convert DICOM_DIR OUT.nii.gz [--spacing 1 1 1] [--label] [--rtstruct RS.dcm [--roi Heart]
+                  [--label-map]]
     tfseg export MODEL.keras OUT [--format savedmodel|onnx|tflite|tensorrt] [--image-size 128]
                  [--normalization zscore] [--input-shape 1,256,256,1] [--precision fp16] ...
 
@@ -37,24 +38,20 @@ def _synth(args):
     return 0
 
 
-#: `tfseg train NAME`: the workflow module and its config class.
-WORKFLOWS = {"sunnybrook": ("sunnybrook", "SunnybrookConfig"), "brats": ("brats", "BratsConfig"),
-             "lgg": ("lgg", "LggConfig"), "brats2d": ("brats2d", "Brats2DConfig"),
-             "brats-slices": ("brats_slices", "SlicesConfig")}
-
-
 def _train(args, rest):
-    import importlib
+    from tfseg.workflows.entry import workflow_main
 
-    module, config_name = WORKFLOWS[args.workflow]
-    workflow = importlib.import_module(f"tfseg.workflows.{module}")
-    config_type = getattr(workflow, config_name)
-    parser = argparse.ArgumentParser(prog=f"tfseg train {args.workflow}")
-    options = workflow.add_arguments(parser, config_type()).parse_args(rest)
-    metrics = workflow.run(workflow.config_from_args(options, config_type()))
-    if metrics:  # None/empty on the non-chief workers of a distributed run
-        print(workflow.summary_table(metrics))
-    return 0
+    return workflow_main(args.workflow, rest, prog=f"tfseg train {args.workflow}")
+
+
+def _train_help():
+    """The help of `tfseg train`: the workflows, one line each."""
+    from tfseg.workflows.protocol import WORKFLOWS
+
+    lines = ["usage: tfseg train WORKFLOW [flags]  (tfseg train WORKFLOW --help: its flags)", "", "workflows:"]
+    width = max(len(name) for name in WORKFLOWS)
+    lines += [f"  {name:<{width}}  {entry.summary}  (recipes/{entry.recipe})" for name, entry in sorted(WORKFLOWS.items())]
+    return "\n".join(lines)
 
 
 def _merge_labels(args):
@@ -123,7 +120,10 @@ def _export(args):
 
 def build_parser():
     """The argument parser of the `tfseg` command."""
+    from tfseg import __version__
+
     parser = argparse.ArgumentParser(prog="tfseg", description="Medical image segmentation with TensorFlow/Keras.")
+    parser.add_argument("--version", action="version", version=f"tfseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -134,9 +134,11 @@ def build_parser():
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=256, help="sunnybrook, lgg: image side")
 
-    train = commands.add_parser("train", help="train a workflow (flags as in its recipe; --config JSON)",
+    from tfseg.workflows.protocol import WORKFLOWS
+
+    train = commands.add_parser("train", help="train a workflow (flags as in its recipe; --config JSON, --paper)",
                                 add_help=False)
-    train.add_argument("workflow", choices=sorted(WORKFLOWS))
+    train.add_argument("workflow", nargs="?", choices=sorted(WORKFLOWS))
 
     merge = commands.add_parser("merge-labels", help="merge WT/TC/ET region masks into one BraTS label map (1/2/4)")
     merge.add_argument("--wt", required=True, help="whole-tumour mask (NIfTI)")
@@ -176,6 +178,9 @@ def build_parser():
 
 def main(argv=None):
     """Run the `tfseg` command; returns the exit code (2 for a tfseg error, with its message)."""
+    from tfseg.utils.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -186,6 +191,9 @@ def main(argv=None):
         if args.command == "synth":
             return _synth(args)
         if args.command == "train":
+            if args.workflow is None:
+                print(_train_help())
+                return 0 if {"-h", "--help"} & set(rest) else 2
             return _train(args, rest)
         if args.command == "merge-labels":
             return _merge_labels(args)

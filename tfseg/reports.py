@@ -204,3 +204,18 @@ def format_report(report, digits=3):
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def format_rows(rows, footer=None):
+    """An aligned two-column text table of `(name, value)` rows, with an optional last line.
+
+    Example:
+        >>> print(format_rows([("Dice", "0.91"), ("epochs", "20")]))
+        Dice    0.91
+        epochs  20
+    """
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    if footer:
+        lines.append(footer)
+    return "\n".join(lines)

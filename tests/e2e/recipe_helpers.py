@@ -35,3 +35,19 @@ def serve_in_fresh_process(saved_model, shape, scale=1.0):
     import json
 
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def assert_logged_best_matches_metrics(output_dir, key="val_dice"):
+    """The best epoch's whole-image `key` in history.csv is the final metrics.json figure (within 0.01)."""
+    import json
+    import math
+
+    metrics = json.loads((pathlib.Path(output_dir) / "metrics.json").read_text())
+    with open(pathlib.Path(output_dir) / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    values = [float(row[key]) for row in rows]
+    assert any(not math.isnan(v) for v in values), f"{key} was never measured"
+    logged = values[metrics["best_epoch"] - 1]
+    assert logged == max(v for v in values if not math.isnan(v))
+    assert abs(logged - metrics[key]) <= 0.01, (logged, metrics[key])
+    return metrics

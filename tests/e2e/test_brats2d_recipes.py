@@ -4,7 +4,7 @@ import json
 
 import h5py
 import pytest
-from recipe_helpers import history_epochs, load_recipe, serve_in_fresh_process
+from recipe_helpers import assert_logged_best_matches_metrics, history_epochs, load_recipe, serve_in_fresh_process
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +42,7 @@ def test_brats_unet2d_recipe_patches_report_gifs_and_resume(tmp_path):
     store_mtime = (out / "patches.h5").stat().st_mtime_ns
     assert recipe.main(["--config", config, "--output-dir", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
     assert history_epochs(out) == [0, 1]
+    assert_logged_best_matches_metrics(out)
     assert json.loads((out / "metrics.json").read_text())["patch_store_reused"] is True
     assert (out / "patches.h5").stat().st_mtime_ns == store_mtime
 
@@ -54,6 +55,7 @@ def test_brats_unetpp_slices_recipe_wt_et(tmp_path):
         "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.001, "verbose": 0}})
     out = tmp_path / "run"
     assert load_recipe("brats_unetpp_slices").main(["--config", config, "--output-dir", str(out)]) == 0
+    assert_logged_best_matches_metrics(out)
 
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("val_dice_wt", "val_dice_et", "val_iou_wt", "val_iou_et"):

@@ -3,7 +3,7 @@ TIFFs → ResUNet → HDF5 predictions, PNG overlays, curves → SavedModel → 
 import json
 
 import pytest
-from recipe_helpers import history_epochs, load_recipe, serve_in_fresh_process
+from recipe_helpers import assert_logged_best_matches_metrics, history_epochs, load_recipe, serve_in_fresh_process
 
 from tfseg.inference.writers import read_predictions_hdf5
 
@@ -41,6 +41,7 @@ def test_lgg_recipe_from_json_config_writes_predictions_and_resumes(tmp_path):
     assert recipe.main(["--config", str(config), "--output-dir", str(out), "--resume", "--epochs", "3",
                         "--quiet"]) == 0
     assert history_epochs(out) == [0, 1, 2]
+    assert_logged_best_matches_metrics(out)
 
 
 def test_lgg_recipe_reports_a_bad_data_folder(tmp_path, capsys):

@@ -16,7 +16,7 @@ TINY = {"stage1": {"data": {"synthetic_cases": 3, "synthetic_shape": [32, 32, 16
         "data": {"synthetic_train": 8, "synthetic_test": 2, "synthetic_shape": [32, 32, 16], "synthetic_overlap": 1,
                  "mri_types": ["FLAIR"], "val_fraction": 0.5},
         "sequence": {"image_size": 32, "chunk_length": 4, "chunk_stride": 4},
-        "model": {"backbone": "small_cnn", "lstm_units": 4, "options": {"backbone_filters": [4, 8]}},
+        "model": {"encoder": "small_cnn", "options": {"lstm_units": 4, "backbone_filters": [4, 8]}},
         "train": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8, "learning_rate": 0.001}}
 
 

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from recipe_helpers import history_epochs, load_recipe
+from recipe_helpers import assert_logged_best_matches_metrics, history_epochs, load_recipe
 
 TINY = {"data": {"image_size": 64, "synthetic_cases": 4, "val_fraction": 0.25},
         "model": {"name": "fcn8s", "options": {"width": 0.125, "fc_units": 16, "dropout": 0.0}},
@@ -45,6 +45,7 @@ def test_fcn8s_recipe_trains_exports_and_resumes(tmp_path):
     assert recipe.main(["--config", str(config), "--output-dir", str(out), "--quiet", "--resume",
                         "--epochs", "4"]) == 0
     assert history_epochs(out) == [0, 1, 2, 3]
+    assert_logged_best_matches_metrics(out)
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 4
 
 

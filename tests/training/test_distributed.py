@@ -306,17 +306,16 @@ def test_distribute_flag_and_config_field(module_name):
     import importlib
 
     from tfseg.training.config import from_dict
+    from tfseg.workflows.entry import resolve_config
 
     module = importlib.import_module(f"tfseg.workflows.{module_name}")
     config_class = module.SunnybrookConfig if module_name == "sunnybrook" else module.BratsConfig
     defaults = config_class()
     assert defaults.distribute == "none"
-    parser = module.add_arguments(argparse.ArgumentParser(), defaults)
-    assert module.config_from_args(parser.parse_args([]), defaults).distribute == "none"
-    args = parser.parse_args(["--distribute", "multiworker"])
-    assert module.config_from_args(args, defaults).distribute == "multiworker"
+    assert resolve_config(module_name, []).distribute == "none"
+    assert resolve_config(module_name, ["--distribute", "multiworker"]).distribute == "multiworker"
     with pytest.raises(SystemExit):
-        parser.parse_args(["--distribute", "tpu"])
+        resolve_config(module_name, ["--distribute", "tpu"])
     assert from_dict(config_class, {"distribute": "mirrored"}).distribute == "mirrored"
     with pytest.raises(ConfigError, match="distribute"):
         from_dict(config_class, {"distribute": "tpu"})

@@ -32,7 +32,7 @@ def test_brats2d_pipeline_is_seeded_and_remaps_labels(brats_root):
     for seed in (0, 0, 1):
         config = small_brats2d(brats_root, seed=0)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
-        cases = brats2d.find_cases(config)
+        cases = brats2d.find_data(config)
         store = brats2d.make_patch_store(config, cases)
         train_ds, val_ds = brats2d.make_datasets(config, store, cases)
         batches.append(first_batch(train_ds))
@@ -68,7 +68,7 @@ def test_slices_targets_are_wt_and_et(brats_root):
                         val_fraction=0.2, test_fraction=0.0),
         slices=brats_slices.SliceSection(image_size=32), train=brats_slices.TrainSection(batch_size=4),
         output_dir=str(brats_root / "slices"))
-    cases = brats_slices.find_cases(config)
+    cases = brats_slices.find_data(config)
     train, val = brats_slices.extract(config, cases)
     assert {s.plane for s in train} == {"axial", "coronal", "sagittal"}
     train_ds, _ = brats_slices.make_datasets(config, train, val)
@@ -103,7 +103,8 @@ def test_mixed_precision_trains_with_loss_scaling(tmp_path):
     from tfseg.losses import FocalLoss
     from tfseg.models import build_model
     from tfseg.training import Trainer
-    from tfseg.workflows.common import loss_scaled, mixed_precision
+    from tfseg.training.phases import mixed_precision
+    from tfseg.training.registries import loss_scaled
 
     try:
         mixed_precision(True)

@@ -13,6 +13,7 @@ import pytest
 
 from tfseg.datasets.brats import MODALITIES, BratsCase
 from tfseg.workflows import brats
+from tfseg.workflows.entry import resolve_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = {"data": {"synthetic_cases": 4, "synthetic_shape": [48, 48, 32], "crop_size": [16, 32, 32],
@@ -58,7 +59,20 @@ def test_recipe_end_to_end_with_resume(tmp_path):
 
     assert recipe.main(["--config", str(config), "--output-dir", str(out), "--quiet", "--resume",
                         "--epochs", "2"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 2
+
+    # Validation means what it says: the whole-volume val_dice logged for the best epoch is the
+    # figure of the final evaluation (same path, best weights restored); crop figures say so.
+    import csv
+
+    with open(out / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert "crop_val_dice_wt" in rows[0] and "val_dice" in rows[0]
+    logged = float(rows[metrics["best_epoch"] - 1]["val_dice"])
+    assert abs(logged - metrics["val_dice"]) <= 0.01 and abs(metrics["best_val_dice"] - metrics["val_dice"]) <= 0.01
+    assert metrics["val_dice"] == pytest.approx(np.mean([metrics[f"val_dice_{r}"] for r in ("wt", "tc", "et")]),
+                                                abs=1e-6)
 
 
 def threshold_model():
@@ -112,9 +126,8 @@ def test_predictions_land_on_the_input_voxels_in_world_space(tmp_path, orientati
 def test_config_from_json_and_flags(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"data": {"crop_size": [32, 32, 32]}, "train": {"epochs": 3}}))
-    parser = brats.add_arguments(__import__("argparse").ArgumentParser(), brats.BratsConfig())
-    args = parser.parse_args(["--config", str(path), "--epochs", "5", "--no-vae", "--crop-size", "16", "24", "32"])
-    config = brats.config_from_args(args, brats.BratsConfig())
+    config = resolve_config("brats", ["--config", str(path), "--epochs", "5", "--no-vae", "--crop-size", "16", "24",
+                                      "32"])
     assert config.train.epochs == 5 and config.model.name == "segresnet"
     assert config.data.crop_size == (16, 24, 32)
     assert dataclasses.asdict(config)["inference"]["overlap"] == 0.5
@@ -127,7 +140,7 @@ def test_fine_tuning_keeps_the_encoder_frozen_then_trains_it(tmp_path):
         data=brats.DataSection(synthetic_cases=3, synthetic_shape=(32, 32, 16), crop_size=(16, 16, 16),
                                val_fraction=0.34, cache=False),
         model=brats.ModelSection(name="segresnet", init_filters=8, blocks_down=(1, 1, 1), blocks_up=(1, 1),
-                                 dropout=0.0, freeze_encoder_epochs=1),
+                                 dropout=0.0, freeze_epochs=1),
         train=brats.TrainSection(epochs=1, batch_size=1, learning_rate=0.01, verbose=0))
     data = brats.find_data(config)
     train_ds, _ = brats.make_datasets(config, data)
@@ -142,6 +155,6 @@ def test_fine_tuning_keeps_the_encoder_frozen_then_trains_it(tmp_path):
 
     pretrained = tmp_path / "pretrained.weights.h5"
     model.save_weights(pretrained)
-    tuned = brats.build(dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=str(pretrained))))
+    tuned = brats.build(dataclasses.replace(config, model=dataclasses.replace(config.model, weights=str(pretrained))))
     for a, b in zip(model.get_weights(), tuned.get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -20,14 +20,14 @@ def config(tmp_path):
 
 def test_stage2_patients_leave_out_stage1_cases_and_shuffle_is_a_permutation(config):
     cases = [f"BraTS2021_{k:05d}" for k in range(4)]            # the synthetic ids start at 4 - overlap = 2
-    patients = rsna.find_patients(config, cases)
+    patients = rsna.find_data(config, cases)
     ids = [p.patient for p in patients.train + patients.val]
     assert sorted(ids) == ["00004", "00005", "00006", "00007"] and [p.patient for p in patients.test] == ["00008"]
     assert {p.label for p in patients.val} == {0, 1}
-    kept = rsna.find_patients(dataclasses.replace(config, data=dataclasses.replace(config.data,
+    kept = rsna.find_data(dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                                   drop_stage1_patients=False)), cases)
     assert len(kept.train + kept.val) == 6
-    shuffled = rsna.find_patients(dataclasses.replace(config, data=dataclasses.replace(config.data,
+    shuffled = rsna.find_data(dataclasses.replace(config, data=dataclasses.replace(config.data,
                                                                                       shuffle_labels=True)), [])
     labels = {p.patient: p.label for p in kept.train + kept.val}
     assert sorted(p.label for p in shuffled.train + shuffled.val) == sorted(labels.values())

@@ -211,7 +211,7 @@ def _normalize_crop(image, mean, std, shift, scale):
 
 def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True, seed=0,
                   foreground_probability=0.0, cache=False, num_parallel_reads=None, augment=True,
-                  regions=True, deterministic=True, on_error="raise", problems=None):
+                  regions=True, deterministic=True, on_error="raise", problems=None, foreground_classes=None):
     """Build a tf.data pipeline of `(image, target)` batches from BraTS-like cases.
 
     Args:
@@ -233,6 +233,8 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
         deterministic: keep the element order of parallel maps (reproducible runs).
         on_error: "raise" or "skip" for bad cases (see the module docstring).
         problems: optional `ProblemLog` collecting the cases skipped at the header check.
+        foreground_classes: label values that foreground crops are centred on in turn (BraTS
+            `(1, 2, 4)`: each tumour class as often as the others), or None for any tumour voxel.
 
     Returns:
         A `tf.data.Dataset` of `(image float32 (B, D, H, W, C), target)` with target float32
@@ -295,7 +297,7 @@ def brats_dataset(cases, crop_size=(128, 128, 128), batch_size=1, training=True,
     def train_map(decoded, seed_pair):
         volumes, label, mean, std = decoded[:channels], decoded[channels], decoded[channels + 1], decoded[-1]
         seeds = tf.random.experimental.stateless_split(tf.cast(seed_pair, tf.int64), 3)
-        start = crop_start(tf.shape(label), crop_size, seeds[0], label, foreground_probability)
+        start = crop_start(tf.shape(label), crop_size, seeds[0], label, foreground_probability, foreground_classes)
         image = tf.stack([_crop_one(v, start, crop_size) for v in volumes], axis=-1)
         label = _crop_one(label, start, crop_size)
         shift, scale = zeros, ones

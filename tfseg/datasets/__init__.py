@@ -11,6 +11,8 @@ from their modules on first use:
 - `tfseg.datasets.rsna`: `find_rsna`, `RsnaPatient`, `read_labels`, `split_patients`, `MRI_TYPES`
   (RSNA-MICCAI task 2: MGMT labels, DICOM series per MRI type) and `tfseg.datasets.synthetic_rsna`:
   `write_rsna`, `ensure_rsna`;
+- `tfseg.datasets.rtstruct`: `find_rtstruct_cases`, `RtstructRecord`, `load_case` (DICOM series
+  labelled by RT structure sets);
 - `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
 - `tfseg.datasets.synthetic`: `write_sunnybrook`, `ensure_sunnybrook`, `write_brats`, `ensure_brats`
   and `tfseg.datasets.synthetic_lgg`: `write_lgg`, `ensure_lgg` (the embedded default data).
@@ -42,6 +44,8 @@ _LAZY = {
     "SyntheticLgg": "tfseg.datasets.synthetic_lgg",
     "write_lgg": "tfseg.datasets.synthetic_lgg",
     "ensure_lgg": "tfseg.datasets.synthetic_lgg",
+    "RtstructRecord": "tfseg.datasets.rtstruct",
+    "find_rtstruct_cases": "tfseg.datasets.rtstruct",
     "DatalistRecord": "tfseg.datasets.datalist",
     "datalist_from_cases": "tfseg.datasets.datalist",
     "read_datalist": "tfseg.datasets.datalist",

@@ -259,6 +259,36 @@ def find_lgg(root, on_error="skip", problems=None):
     return records
 
 
+#: The flat layout's held-out folders (rmldnn's `test_image/` and `test_mask/`).
+FLAT_TEST_IMAGE_DIR, FLAT_TEST_MASK_DIR = "test_image", "test_mask"
+
+
+def find_lgg_test(root, on_error="skip", problems=None):
+    """The slices of the flat layout's own test split (`test_image/` + `test_mask/`), or None without one.
+
+    Args:
+        root: the folder holding ``train_image/`` and, maybe, ``test_image/`` and ``test_mask/``.
+        on_error, problems: as for `find_lgg`.
+
+    Returns:
+        A list of `LggRecord` sorted like `find_lgg`'s, or None when `root` has no test folders.
+
+    Example:
+        >>> import tempfile
+        >>> find_lgg_test(tempfile.mkdtemp()) is None
+        True
+    """
+    image_dir = os.path.join(os.fspath(root), FLAT_TEST_IMAGE_DIR)
+    mask_dir = os.path.join(os.fspath(root), FLAT_TEST_MASK_DIR)
+    if not (os.path.isdir(image_dir) and os.path.isdir(mask_dir)):
+        return None
+    records = _find_flat(image_dir, mask_dir, problem_log(problems, on_error))
+    if not records:
+        raise DataError(image_dir, f"no slice with its mask in {FLAT_TEST_IMAGE_DIR}/ and {FLAT_TEST_MASK_DIR}/")
+    records.sort(key=lambda r: (r.patient, r.slice_index))
+    return records
+
+
 def load_sample(record):
     """Read one slice and its mask.
 

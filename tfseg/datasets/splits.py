@@ -135,3 +135,17 @@ def split_by_patient(records, val_fraction=0.2, test_fraction=0.0, seed=0):
         (2, 1)
     """
     return split_by_group(records, _patient_of, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+
+
+class DataSplit(NamedTuple):
+    """A workflow's training and held-out records, the problems met finding them, and whether they are synthetic.
+
+    Example:
+        >>> DataSplit(train=["a"], val=["b"], problems=[], synthetic=True).synthetic
+        True
+    """
+
+    train: list
+    val: list
+    problems: Any
+    synthetic: bool

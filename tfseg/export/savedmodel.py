@@ -178,3 +178,21 @@ def _replace_directory(new, target):
     os.replace(new, target)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def serving_callable(model, spec):
+    """`fn(numpy batch) -> {"probabilities", "labels"}` through the exported signature's own function.
+
+    Evaluating and predicting through it means the reported figures are those a served model gets.
+
+    Args:
+        model: the Keras model to wrap.
+        spec: the `ServingSpec` of its SavedModel.
+
+    Returns:
+        A function of a float32 numpy batch returning numpy arrays.
+    """
+    import tensorflow as tf
+
+    fn = tf.function(serving_function(model, spec))
+    return lambda image: {k: v.numpy() for k, v in fn(tf.constant(image, tf.float32)).items()}

@@ -726,18 +726,8 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
     if not (isinstance(slice_tolerance, (int, float)) and 0 < slice_tolerance < 1):
         raise ConfigError(f"slice_tolerance must be a fraction between 0 and 1, "
                           f"got {slice_tolerance!r}")
-    series = _scan(source, problems)
+    chosen = _choose_series(source, series_instance_uid, problems)
     where = source if isinstance(source, (str, Path)) else "DICOM files"
-    if series_instance_uid is not None:
-        chosen = series.get(str(series_instance_uid).strip())
-        if chosen is None:
-            raise DataError(where, f"no series with SeriesInstanceUID {series_instance_uid}; "
-                                   f"found: {_series_list(series)}")
-    elif len(series) > 1:
-        raise DataError(where, f"holds {len(series)} series; pass the SeriesInstanceUID of the "
-                               f"one to read: {_series_list(series)}")
-    else:
-        chosen = next(iter(series.values()))
     slices = [chosen.slices[path] for path in chosen.files]
     slices, affine = _arrange(slices, slice_tolerance)
     arrays, kept = [], []
@@ -767,6 +757,22 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
             "problems": [str(p) for p in problems.problems]}
     path = str(source) if isinstance(source, (str, Path)) else str(Path(files[0]).parent)
     return Volume(volume, affine, header=None, path=path, meta=meta)
+
+
+def _choose_series(source, series_instance_uid, problems):
+    """The `_Series` of `source` to read: the one with `series_instance_uid`, else the only one."""
+    series = _scan(source, problems)
+    where = source if isinstance(source, (str, Path)) else "DICOM files"
+    if series_instance_uid is not None:
+        chosen = series.get(str(series_instance_uid).strip())
+        if chosen is None:
+            raise DataError(where, f"no series with SeriesInstanceUID {series_instance_uid}; "
+                                   f"found: {_series_list(series)}")
+        return chosen
+    if len(series) > 1:
+        raise DataError(where, f"holds {len(series)} series; pass the SeriesInstanceUID of the "
+                               f"one to read: {_series_list(series)}")
+    return next(iter(series.values()))
 
 
 @dataclasses.dataclass

@@ -63,26 +63,67 @@ def to_dict(config):
     return json.loads(json.dumps(dataclasses.asdict(config), default=list))
 
 
-def load_config(path, cls):
-    """Read a JSON file into dataclass `cls`; a missing or malformed file raises DataError naming it."""
+def read_json_config(path):
+    """The JSON object of a config file; a missing or malformed file raises DataError naming it."""
     try:
         with open(path) as stream:
             data = json.load(stream)
     except FileNotFoundError:
         raise DataError(path, "config file not found") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not a JSON config file") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not a text file (expected a JSON config)") from None
     except json.JSONDecodeError as error:
         raise DataError(path, f"not valid JSON: {error.msg}", line=error.lineno) from None
+    if not isinstance(data, dict):
+        raise DataError(path, f"a config file holds a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_config(path, cls):
+    """Read a JSON file into dataclass `cls` (missing fields take their defaults).
+
+    A missing or malformed file raises DataError naming it; a bad field, ConfigError naming both.
+    """
+    data = read_json_config(path)
     try:
         return from_dict(cls, data)
     except ConfigError as error:
         raise ConfigError(f"{os.fspath(path)}: {error}") from None
 
 
-def override(config, updates, where="config"):
-    """A copy of `config` with dotted-path updates applied, e.g. `{"train.epochs": 5}`; None values are ignored."""
+def apply_config_file(config, path):
+    """`config` with the fields of the JSON file at `path` applied on top (the others keep their values).
+
+    Example:
+        >>> import dataclasses, json, tempfile
+        >>> @dataclasses.dataclass
+        ... class Run:
+        ...     epochs: int = 10
+        ...     seed: int = 0
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        ...     json.dump({"epochs": 3}, f)
+        >>> apply_config_file(Run(seed=7), f.name)
+        Run(epochs=3, seed=7)
+    """
+    data = read_json_config(path)
+    try:
+        return override(config, data, keep_none=True)
+    except ConfigError as error:
+        raise ConfigError(f"{os.fspath(path)}: {error}") from None
+
+
+def override(config, updates, where="config", keep_none=False):
+    """A copy of `config` with dotted-path updates applied, e.g. `{"train.epochs": 5}`.
+
+    None values are ignored (a flag that was not given) unless `keep_none` (a JSON file's `null`).
+    Nested dicts update nested sections field by field, so a partial JSON config changes only the
+    fields it names.
+    """
     nested = {}
     for dotted, value in updates.items():
-        if value is None:
+        if value is None and not keep_none:
             continue
         head, _, rest = dotted.partition(".")
         nested.setdefault(head, {})
@@ -98,7 +139,7 @@ def override(config, updates, where="config"):
             raise ConfigError(f"{where}: unknown field {name!r} (known: {', '.join(sorted(fields))})")
         current = getattr(config, name)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            changes[name] = override(current, value, f"{where}.{name}")
+            changes[name] = override(current, value, f"{where}.{name}", keep_none)
         else:
             field = next(f for f in dataclasses.fields(config) if f.name == name)
             changes[name] = _convert(hints[name], value, f"{where}.{name}", field.metadata.get("choices"))

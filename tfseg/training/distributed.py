@@ -817,6 +817,16 @@ def launcher_world_size(environ=None):
     return 1
 
 
+def as_distribution(dist=None):
+    """`dist` if it is a `Distribution`, else a `Distribution` around it (a strategy, or None: the current one).
+
+    Example:
+        >>> as_distribution(None).kind
+        'none'
+    """
+    return dist if isinstance(dist, Distribution) else strategy_distribution(dist)
+
+
 def strategy_distribution(strategy=None):
     """A `Distribution` around a `tf.distribute` strategy already made (default: the current one).
 

@@ -497,7 +497,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- public API
     def fit(self, train_data, epochs, validation_data=None, callbacks=(), initial_epoch=0, steps_per_epoch=None,
-            validation_steps=None, verbose=1, checkpoint_dir=None, resume=False):
+            validation_steps=None, verbose=1, checkpoint_dir=None, resume=False, validation_prefix="val_"):
         """Train for `epochs` epochs (counting from epoch 0, so resumed runs give the same total).
 
         Args:
@@ -517,6 +517,9 @@ class Trainer:
             resume: restore the latest checkpoint (of `checkpoint_dir`, or of the
                 `EpochCheckpoint` in `callbacks`) and continue after its epoch; with no
                 checkpoint yet, start from scratch.
+            validation_prefix: the prefix of the `validation_data` logs ("val_"; a workflow
+                whose validation set holds crops says so with "crop_val_", keeping "val_" for
+                the whole-image figures a callback adds).
 
         Returns:
             The history, `{log name: [one value per epoch]}`, including epochs restored from the
@@ -580,7 +583,7 @@ class Trainer:
             epoch_logs = self._floats(self._results())
             if val_dist is not None:
                 val_logs = self._run_test(val_dist, val_steps, callback_list)
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                epoch_logs.update({f"{validation_prefix}{k}": v for k, v in val_logs.items()})
             epoch_logs["learning_rate"] = current_learning_rate(self.optimizer)
             callback_list.on_epoch_end(epoch, epoch_logs)
             for key, value in epoch_logs.items():

@@ -231,3 +231,18 @@ def plot_training_curves(history, path, metrics=None, title=None, columns=None, 
         plt.close(figure)
     logger.info("wrote training curves (%s) to %s", ", ".join(p[0] for p in panels), path)
     return os.fspath(path)
+
+
+def plot_run_curves(output_dir):
+    """Plot `<output_dir>/history.csv` to `<output_dir>/curves.png`; returns the path (None without a history).
+
+    Example:
+        >>> plot_run_curves("/nonexistent-run") is None
+        True
+    """
+    history = os.path.join(output_dir, "history.csv")
+    if not os.path.exists(history):
+        return None
+    path = os.path.join(output_dir, "curves.png")
+    plot_training_curves(history, path)
+    return path

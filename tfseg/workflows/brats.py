@@ -23,13 +23,16 @@ import time
 
 import numpy as np
 
+from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
-from tfseg.workflows.recipe import DataSplit
+from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
+from tfseg.workflows import sections
+from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
 logger = logging.getLogger(__name__)
 
 REGION_NAMES = ("WT", "TC", "ET")
+CLASS_NAMES = REGION_NAMES
 
 
 @dataclasses.dataclass
@@ -46,6 +49,9 @@ class DataSection:
         synthetic_shape: (x, y, z) size of the synthetic volumes, in NIfTI order.
         crop_size: training crop (D, H, W) in tfseg's memory order (NIfTI z, y, x); each a multiple of 8.
         foreground_probability: chance that a crop is centred to contain tumour.
+        foreground_classes: the label values such crops are centred on in turn (each tumour class
+            as often as the others, so small enhancing/necrotic regions are learned); None: any
+            tumour voxel.
         crops_per_case: random crops drawn from each training case per epoch.
         val_fraction: patients held out when splitting a `data_dir`.
         on_error: "skip" or "raise" for a bad case.
@@ -60,6 +66,7 @@ class DataSection:
     synthetic_shape: tuple[int, ...] = (64, 64, 48)
     crop_size: tuple[int, ...] = (48, 64, 64)
     foreground_probability: float = 0.5
+    foreground_classes: tuple[int, ...] | None = (1, 2, 4)
     crops_per_case: int = 1
     val_fraction: float = 0.2
     on_error: str = choice("skip", ("skip", "raise"))
@@ -67,13 +74,14 @@ class DataSection:
 
 
 @dataclasses.dataclass
-class ModelSection:
+class ModelSection(sections.ModelSection):
     """SegResNet settings (Myronenko 2018: 32 initial filters, blocks 1-2-2-4 / 1-1-1, latent 128).
 
     Attributes:
-        pretrained: a `.keras` or `.weights.h5` file to start from (fine-tuning).
-        freeze_encoder_epochs: train the decoder only for this many epochs first, then everything.
+        weights: a `.keras` or `.weights.h5` file to start from (fine-tuning).
+        freeze_epochs: train the decoder only for this many epochs first, then everything (fine-tuning).
         prior_probability: the outputs' initial probability (tumour regions are small; see `segresnet`).
+        (and `init_filters`, `blocks_down`, `blocks_up`, `dropout`, `vae_latent` of the builder)
     """
 
     name: str = choice("segresnet_vae", ("segresnet_vae", "segresnet"))
@@ -83,30 +91,35 @@ class ModelSection:
     dropout: float = 0.2
     vae_latent: int = 128
     prior_probability: float | None = 0.01
-    pretrained: str | None = None
-    freeze_encoder_epochs: int = 0
 
 
 @dataclasses.dataclass
-class TrainSection:
-    """Adam with polynomial decay, batch 1, as in the paper."""
+class TrainSection(sections.TrainSection):
+    """Adam with polynomial decay, batch 1, as in the paper; soft Dice + BCE on the regions by default."""
 
     epochs: int = 300
     batch_size: int = 1
     learning_rate: float = 1e-4
-    seed: int = 0
-    verbose: int = 1
+    lr_schedule: str = choice("poly", tuple(sections.SCHEDULES))
+    loss: str = choice("dice_ce", tuple(sections.LOSSES))
 
 
 @dataclasses.dataclass
 class InferenceSection:
-    """Whole-volume inference: sliding windows of `roi_size` (default: the crop), Gaussian blending.
+    """Whole-volume inference: sliding windows with Gaussian blending, sized for inference.
 
-    `crop_to_nonzero` predicts only inside the brain's bounding box (skull-stripped input is zero
-    outside it): the same labels with about half the windows on BraTS volumes.
+    Attributes:
+        roi_size: the window (D, H, W); None chooses it from `memory_mb`: the whole volume when it
+            fits (one forward pass, full context), else the largest window that does. The
+            training crop is not used: a network sees far more context at inference, and a
+            window as small as the crop loses much of the Dice.
+        memory_mb: the activation memory one window may take (see `inference_window`).
+        crop_to_nonzero: predict only inside the brain's bounding box (skull-stripped input is
+            zero outside it): the same labels with about half the windows on BraTS volumes.
     """
 
     roi_size: tuple[int, ...] | None = None
+    memory_mb: int = 2048
     overlap: float = 0.5
     window_batch_size: int = 2
     tta: bool = False
@@ -125,6 +138,29 @@ class BratsConfig:
     output_dir: str = "runs/brats"
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
+
+
+CONFIG_CLASS = BratsConfig
+
+#: The built-in CPU defaults: SegResNet-VAE with 8 initial filters and latent 32, 32x48x48 crops
+#: (8 per case and epoch, 70% around tumour) of 12 synthetic 48x64x64 cases, Adam 1e-3, 50 epochs.
+CPU_DEFAULTS = BratsConfig(
+    data=DataSection(crop_size=(32, 48, 48), synthetic_cases=12, foreground_probability=0.7, crops_per_case=8),
+    model=ModelSection(init_filters=8, vae_latent=32, dropout=0.1),
+    train=TrainSection(epochs=50, batch_size=2, learning_rate=1e-3),
+    inference=InferenceSection(overlap=0.5, window_batch_size=4),
+    output_dir="runs/brats_segresnet_vae",
+)
+
+#: `--paper`: Myronenko 2018 as run by Clara: 160x192x128 crops (x, y, z), SegResNet 32 filters,
+#: blocks 1-2-2-4 / 1-1-1, dropout 0.2, VAE latent 128, the paper's soft Dice (squared terms in the
+#: denominator), Adam 1e-4 with (1 - epoch/300)^0.9 decay, L2 weight decay 1e-5, 300 epochs, batch 1.
+PAPER = {"data.crop_size": (128, 192, 160), "data.foreground_probability": 0.0, "data.crops_per_case": 1,
+         "model.name": "segresnet_vae", "model.init_filters": 32,
+         "model.blocks_down": (1, 2, 2, 4), "model.blocks_up": (1, 1, 1), "model.vae_latent": 128,
+         "model.dropout": 0.2, "train.batch_size": 1, "train.learning_rate": 1e-4, "train.epochs": 300,
+         "train.optimizer": "adam", "train.lr_schedule": "poly", "train.weight_decay": 1e-5,
+         "train.loss": "dice_squared"}
 
 
 def find_data(config):
@@ -154,23 +190,25 @@ def find_data(config):
     return DataSplit(list(train_cases), list(val_cases), problems, use_synthetic)
 
 
-def make_datasets(config, data):
+def make_datasets(config, data, dist=None):
     """Training crops (augmented) and validation centre crops, as tf.data pipelines of (image, WT/TC/ET)."""
     from tfseg.data.pipeline3d import brats_dataset
 
     common = dict(crop_size=tuple(config.data.crop_size), batch_size=config.train.batch_size,
                   seed=config.train.seed, on_error=config.data.on_error)
     train_ds = brats_dataset(data.train, training=True, foreground_probability=config.data.foreground_probability,
-                             cache=config.data.cache, **common).repeat(config.data.crops_per_case)
+                             foreground_classes=config.data.foreground_classes, cache=config.data.cache, **common)
+    train_ds = train_ds.repeat(config.data.crops_per_case)
     val_ds = brats_dataset(data.val, training=False, cache=config.data.cache, **common) if data.val else None
+    if dist is not None:
+        train_ds = dist.shard(train_ds)
     return train_ds, val_ds
 
 
-def build(config, strategy=None):
+def build(config, dist=None):
     """SegResNet (with the VAE branch when configured), optionally from pretrained weights."""
-    import contextlib
-
     from tfseg.models import build_model
+    from tfseg.training.phases import scope
 
     model = config.model
     spec = {"name": model.name, "input_shape": tuple(config.data.crop_size) + (4,), "num_classes": 3,
@@ -179,23 +217,14 @@ def build(config, strategy=None):
             "prior_probability": model.prior_probability}
     if model.name == "segresnet_vae":
         spec["vae_latent"] = model.vae_latent
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    with scope(dist):
         built = build_model(spec)
-    if model.pretrained:
+    if model.weights:
         from tfseg.models.weights import load_weights_file
 
-        load_weights_file(built, model.pretrained)
-        logger.info("started from %s", model.pretrained)
+        load_weights_file(built, model.weights)
+        logger.info("started from %s", model.weights)
     return built
-
-
-def make_metrics():
-    """Dice of each region over the training crops (the whole-volume figures come from `evaluate`)."""
-    from tfseg.metrics import DiceScore
-
-    return [DiceScore(num_classes=3, class_id=i, mode="sigmoid", name=f"dice_{name.lower()}")
-            for i, name in enumerate(REGION_NAMES)]
 
 
 def encoder_layers(model):
@@ -203,42 +232,53 @@ def encoder_layers(model):
     return [layer for layer in model.layers if layer.name.startswith(("stem", "enc"))]
 
 
-def train(config, model, train_ds, val_ds, strategy=None, dist=None):
-    """Train with soft Dice + binary cross-entropy on the regions (+ the VAE loss the model adds itself).
+def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
+    """Train on the regions with the configured loss (+ the VAE loss the model adds itself).
 
-    Returns `(history, seconds)`. Dice alone (the paper's loss) learns the small regions too
-    slowly for a CPU budget; the cross-entropy term gives every voxel a gradient from the start.
+    `val_ds` (validation crops) is logged as `crop_val_*`; with `val_cases`, the whole validation
+    volumes go through the inference path every few epochs (`val_dice`, which picks `best.keras`).
 
-    With `freeze_encoder_epochs`, the encoder is frozen for those epochs, then everything is
+    Returns `(history, seconds)`. The default, soft Dice + binary cross-entropy, learns the small
+    regions in a CPU budget where Dice alone (the paper's loss, `--paper`) is too slow: the
+    cross-entropy term gives every voxel a gradient from the start.
+
+    With `freeze_epochs` (usually with `weights`), the encoder is frozen for those epochs, then everything is
     trained (Clara's fine-tuning recipe). One optimizer serves both phases (built on every
     variable first), so checkpoints and `--resume` work across the switch.
 
-    `dist` (a `Distribution`, overriding `strategy`) picks the trainer, scales the learning rate
-    and adds its warm-up; `train_ds` is then this rank's share (`dist.shard`).
+    `dist` (a `Distribution`, or the strategy the model was built under) picks the trainer, scales
+    the learning rate and adds its warm-up; `train_ds` is then this rank's share (`dist.shard`).
     """
-    import keras
-
-    from tfseg.losses import DiceCrossEntropyLoss
     from tfseg.training import set_seed
-    from tfseg.workflows.common import fit_phases
+    from tfseg.training.phases import fit_phases
+    from tfseg.training.registries import make_loss, make_metrics, make_optimizer
 
     set_seed(config.train.seed)
-    dist = dist or strategy_distribution(strategy)
-    steps = int(train_ds.cardinality())
-    learning_rate = dist.learning_rate(config.train.learning_rate)
-    rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(1, config.train.epochs * steps),
-                                                      learning_rate * 0.01, power=0.9)
-    optimizer = keras.optimizers.Adam(rate)
-    loss = DiceCrossEntropyLoss(mode="sigmoid")
+    dist = as_distribution(dist)
+    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), dist.learning_rate(config.train.learning_rate))
+    loss = make_loss(config.train.loss, mode="sigmoid")
     if isinstance(model.output, dict):  # the VAE model: Dice on the regions; it adds its own VAE loss
         loss = {"probabilities": loss}
         train_ds = train_ds.map(lambda x, y: (x, {"probabilities": y}))
         val_ds = None if val_ds is None else val_ds.map(lambda x, y: (x, {"probabilities": y}))
-    monitor = "val_dice_wt" if val_ds is not None else "dice_wt"
-    return fit_phases(dist, model, loss, optimizer, make_metrics(), train_ds, val_ds, epochs=config.train.epochs,
-                      output_dir=config.output_dir, monitor=monitor, freeze_epochs=config.model.freeze_encoder_epochs,
+    return fit_phases(dist, model, loss, optimizer, make_metrics(("dice",), REGION_NAMES, mode="sigmoid"),
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_cases else "dice", freeze_epochs=config.model.freeze_epochs,
                       set_encoder_trainable=set_encoder_trainable, resume=config.resume,
-                      verbose=config.train.verbose)
+                      verbose=config.train.verbose, extra_callbacks=validation_callbacks(config, val_cases),
+                      validation_prefix="crop_val_")
+
+
+def validation_callbacks(config, val_cases):
+    """Whole-volume validation every few epochs (`val_dice`, `val_dice_<region>`) and a warning for a
+    region stuck at Dice 0; none without validation cases."""
+    from tfseg.training.validation import whole_image_validation
+
+    if not val_cases:
+        return []
+    return whole_image_validation(lambda model: validation_scores(config, model, val_cases),
+                                  every=config.train.validate_every,
+                                  watch=[f"val_dice_{region.lower()}" for region in REGION_NAMES])
 
 
 def set_encoder_trainable(model, trainable):
@@ -275,15 +315,95 @@ def normalize_case(image):
     return zscore_nonzero_channels(image).numpy()
 
 
+#: Bytes of activations per voxel and initial filter of a SegResNet forward pass (float32, the
+#: full-resolution tensors alive at once, with margin); the memory model of `inference_window`.
+ACTIVATION_BYTES_PER_VOXEL_FILTER = 64
+
+
+def inference_window(shape, config):
+    """The sliding window for a volume of spatial `shape`: the whole volume if it fits the memory budget.
+
+    Args:
+        shape: the volume's spatial shape `(D, H, W)` (after the crop to the brain, if any).
+        config: the run's config (`inference.roi_size`, `inference.memory_mb`, the model's
+            `init_filters` and depth).
+
+    Returns:
+        `(D, H, W)`, each a multiple of the network's stride.
+
+    Example:
+        >>> inference_window((40, 50, 60), CPU_DEFAULTS)          # fits: one window, padded to 8
+        (40, 56, 64)
+        >>> import dataclasses
+        >>> big = dataclasses.replace(CPU_DEFAULTS, inference=InferenceSection(memory_mb=64))
+        >>> inference_window((155, 240, 240), big)
+        (48, 48, 48)
+    """
+    if config.inference.roi_size:
+        return tuple(int(v) for v in config.inference.roi_size)
+    stride = 2 ** (len(config.model.blocks_down) - 1)
+    padded = tuple(-(-int(n) // stride) * stride for n in shape)
+    per_voxel = ACTIVATION_BYTES_PER_VOXEL_FILTER * int(config.model.init_filters)
+    budget = int(config.inference.memory_mb) * 2 ** 20 // per_voxel
+    if np.prod(padded) <= budget:
+        return padded
+    side = max(stride, int(round(budget ** (1 / 3))) // stride * stride)
+    return tuple(min(side, n) for n in padded)
+
+
 def predict_case(config, network, case, image):
     """Whole-volume region probabilities `(D, H, W, 3)` of one case's stacked `image` (from `read_case_image`)."""
-    from tfseg.inference.sliding_window import predict_volume
+    from tfseg.inference.sliding_window import nonzero_box, predict_volume
 
-    roi = tuple(config.inference.roi_size or config.data.crop_size)
+    shape = image.shape[:3]
+    if config.inference.crop_to_nonzero:
+        box = nonzero_box(image)
+        shape = tuple(part.stop - part.start for part in box) if box is not None else shape
+    roi = inference_window(shape, config)
     probabilities = predict_volume(network, normalize_case(image), roi_size=roi, overlap=config.inference.overlap,
                                    window_batch_size=config.inference.window_batch_size, tta=config.inference.tta,
                                    crop_to_nonzero=config.inference.crop_to_nonzero, source=case.images[0])
     return probabilities
+
+
+def case_scores(config, network, case, image, reference, with_hd95=True):
+    """Predict one labelled case and score its regions; returns `(labels, {region: {score: value}})`."""
+    from tfseg.data.transforms.labels import regions_to_brats_labels
+    from tfseg.io.nifti import read_nifti
+    from tfseg.metrics import brats_region_scores
+
+    labels = regions_to_brats_labels(predict_case(config, network, case, image)).astype(np.uint8)
+    if case.label is None:
+        return labels, None
+    truth = read_nifti(case.label).array
+    scores = brats_region_scores(labels, truth, spacing=reference.spacing if with_hd95 else None)
+    if not with_hd95:
+        for region in scores.values():
+            region.pop("hd95", None)
+    return labels, scores
+
+
+def validation_scores(config, model, cases):
+    """`val_dice` (mean of the regions) and `val_dice_<region>` on the whole validation volumes.
+
+    The same path as `evaluate` (sliding window on the whole volume, regions merged into labels
+    and scored per case, then averaged), without writing files or computing HD95: what
+    `PeriodicValidation` logs during training.
+    """
+    from tfseg.metrics import mean_region_scores
+
+    network = segmentation_network(model)
+    per_case = []
+    for case in cases:
+        if case.label is None:
+            continue
+        image, reference = read_case_image(case)
+        per_case.append(case_scores(config, network, case, image, reference, with_hd95=False)[1])
+    if not per_case:
+        return {}
+    means = mean_region_scores(per_case)
+    scores = {f"val_dice_{region.lower()}": _float(means, "dice", region) for region in REGION_NAMES}
+    return headline_metrics(scores, REGION_NAMES, scores=("dice",))
 
 
 def evaluate(config, model, cases, data=None, train_seconds=None):
@@ -295,9 +415,8 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     Returns:
         The metrics dict: mean Dice and HD95 (mm) per region, per-case scores, timings.
     """
-    from tfseg.data.transforms.labels import regions_to_brats_labels
     from tfseg.io.nifti import read_nifti, write_nifti
-    from tfseg.metrics import brats_region_scores, mean_region_scores
+    from tfseg.metrics import mean_region_scores
     from tfseg.viz.overlays import three_plane_overlay
 
     network = segmentation_network(model)
@@ -307,16 +426,15 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     for case in cases:
         start = time.perf_counter()
         image, reference = read_case_image(case)
-        probabilities = predict_case(config, network, case, image)
-        labels = regions_to_brats_labels(probabilities).astype(np.uint8)
+        labels, scores = case_scores(config, network, case, image, reference)
         seconds.append(time.perf_counter() - start)
         write_nifti(os.path.join(predictions, f"{case.case_id}_seg.nii.gz"), labels, reference.affine,
                     header=reference.header, dtype=np.uint8)
-        if case.label is None:
+        if scores is None:
             continue
-        truth = read_nifti(case.label).array
-        per_case[case.case_id] = brats_region_scores(labels, truth, spacing=reference.spacing)
+        per_case[case.case_id] = scores
         if config.inference.overlays:
+            truth = read_nifti(case.label).array
             three_plane_overlay(image, os.path.join(overlays, f"{case.case_id}.png"), labels=truth,
                                 prediction=labels, spacing=reference.spacing, title=case.case_id)
     metrics = {"val_cases": len(cases), "infer_seconds_per_case": round(float(np.mean(seconds)), 2) if seconds else None,
@@ -324,8 +442,10 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
     if per_case:
         means = mean_region_scores(list(per_case.values()))
         for region in REGION_NAMES:
-            metrics[f"val_dice_{region.lower()}"] = _float(means, "dice", region)
-            metrics[f"val_hd95_{region.lower()}"] = _float(means, "hd95", region)
+            for score in ("dice", "iou", "precision", "recall", "hd95"):
+                value = _float(means, score, region)
+                if value is not None or score in ("dice", "hd95"):
+                    metrics[f"val_{score}_{region.lower()}"] = value
         metrics["per_case"] = {case: {region: {k: (round(float(v), 4) if np.isfinite(v) else None)
                                                 for k, v in scores.items()} for region, scores in regions.items()}
                                for case, regions in per_case.items()}
@@ -333,7 +453,7 @@ def evaluate(config, model, cases, data=None, train_seconds=None):
         metrics["train_seconds"] = round(float(train_seconds), 1)
     if data is not None:
         metrics.update(train_cases=len(data.train), skipped_records=len(data.problems), synthetic_data=data.synthetic)
-    return metrics
+    return headline_metrics(metrics, REGION_NAMES)
 
 
 def _float(means, score, region):
@@ -344,7 +464,7 @@ def _float(means, score, region):
 def export(config, model, metrics):
     """Write `model.keras` (training model), `saved_model/` (segmentation path only), `metrics.json`, `config.json`."""
     from tfseg.export.savedmodel import ServingSpec
-    from tfseg.workflows.common import write_run_outputs
+    from tfseg.workflows.outputs import write_run_outputs
 
     spec = ServingSpec(stride=2 ** (len(config.model.blocks_down) - 1), in_channels=4,
                        normalization="zscore_nonzero", activation="sigmoid", class_names=REGION_NAMES,
@@ -358,13 +478,13 @@ def run(config):
     dist = workflow_distribution(config.distribute)  # first: collectives need a fresh TF runtime
     with dist.chief_first():  # the chief writes the synthetic dataset, the other ranks then read it
         data = find_data(config)
-    train_ds, val_ds = make_datasets(config, data)
-    train_ds = dist.shard(train_ds)
-    model = build(config, dist.strategy)
-    history, seconds = train(config, model, train_ds, val_ds, dist=dist)
+    train_ds, val_ds = make_datasets(config, data, dist)
+    model = build(config, dist)
+    history, seconds = train(config, model, train_ds, val_ds, dist=dist, val_cases=data.val)
     if not dist.is_chief:  # evaluation writes prediction files: the chief's job
         return None
-    metrics = evaluate(config, model, data.val, data, seconds)
+    best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+    metrics = {**evaluate(config, model, data.val, data, seconds), **best}
     export(config, model, metrics)
     return metrics
 
@@ -380,39 +500,26 @@ def summary_table(metrics):
     return "\n".join(lines)
 
 
-#: `--paper`: Myronenko 2018's sizes (160x192x128 crops, 32 filters, latent 128, Adam 1e-4, batch 1).
-PAPER_SIZES = {"data.crop_size": (128, 192, 160), "model.init_filters": 32, "model.vae_latent": 128,
-               "model.dropout": 0.2, "train.batch_size": 1, "train.learning_rate": 1e-4, "train.epochs": 300}
-
-
 def add_arguments(parser, defaults):
-    """The recipe's flags; each overrides the matching config field."""
-    from tfseg.workflows.common import add_common_arguments
-
-    add_common_arguments(parser, defaults.train.epochs, defaults.train.batch_size, defaults.train.learning_rate,
-                         defaults.output_dir, defaults.train.seed, defaults.data.on_error, defaults.distribute,
-                         config_help="JSON config (fields of BratsConfig); flags override it")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`)."""
     parser.add_argument("--datalist", help="Clara/Decathlon datalist JSON with training/validation sections")
     parser.add_argument("--base-dir", help="folder the datalist's relative paths are resolved against")
     parser.add_argument("--data-dir", help="a BraTS 2018-2021 release folder (split by patient)")
     parser.add_argument("--crop-size", type=int, nargs=3, metavar=("D", "H", "W"),
                         help=f"training crop, slices x rows x columns ({defaults.data.crop_size})")
     parser.add_argument("--init-filters", type=int, help=f"filters of the first level ({defaults.model.init_filters})")
-    parser.add_argument("--pretrained", help="a .keras or .weights.h5 file to fine-tune")
-    parser.add_argument("--freeze-encoder-epochs", type=int, help="train the decoder only for this many epochs")
+    parser.add_argument("--weights", "--pretrained", dest="weights", help="a .keras or .weights.h5 file to fine-tune")
+    parser.add_argument("--freeze-epochs", "--freeze-encoder-epochs", dest="freeze_epochs", type=int,
+                        help="with --weights: train the decoder only for this many epochs first")
     parser.add_argument("--no-vae", action="store_true", help="train plain SegResNet (no VAE branch)")
     parser.add_argument("--tta", action="store_true", default=None, help="mirror test-time augmentation")
     return parser
 
 
-def config_from_args(args, defaults):
-    """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.workflows.common import load_with_overrides
-
-    return load_with_overrides(args, defaults, BratsConfig, {
-        "data.datalist": args.datalist, "data.base_dir": args.base_dir, "data.data_dir": args.data_dir,
-        "data.crop_size": list(args.crop_size) if args.crop_size else None,
-        "model.init_filters": args.init_filters, "model.pretrained": args.pretrained,
-        "model.freeze_encoder_epochs": args.freeze_encoder_epochs,
-        "model.name": "segresnet" if args.no_vae else None, "inference.tta": args.tta,
-    })
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags."""
+    return {"data.datalist": args.datalist, "data.base_dir": args.base_dir, "data.data_dir": args.data_dir,
+            "data.crop_size": list(args.crop_size) if args.crop_size else None,
+            "model.init_filters": args.init_filters, "model.weights": args.weights,
+            "model.freeze_epochs": args.freeze_epochs, "model.name": "segresnet" if args.no_vae else None,
+            "inference.tta": args.tta}

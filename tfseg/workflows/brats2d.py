@@ -8,7 +8,7 @@ precision, recall, accuracy, IoU and Dice over the test cases; GIFs of input / t
 
     config = Brats2DConfig()
     dist = workflow_distribution(config.distribute)
-    cases = find_cases(config.data, config.output_dir, config.train.seed)   # train / val / test patients
+    cases = find_data(config)                                                # train / val / test patients
     store = make_patch_store(config, cases)                                   # patches.h5, reused
     train_ds, val_ds = make_datasets(config, store, cases, dist)
     model = build(config, dist)
@@ -31,18 +31,15 @@ import numpy as np
 
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
+from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
+from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("background", "necrotic_core", "edema", "enhancing")
 LABEL_REMAP = {0: 0, 1: 1, 2: 2, 4: 3}
 LABEL_VALUES = (0, 1, 2, 4)
-
-#: `--paper`: the published sizes (128x128 patches, stride 64, ResNet34 U-Net, batch 32, 50 epochs).
-PAPER_SIZES = {"patches.patch_size": 128, "patches.stride": 64, "model.encoder": "resnet34",
-               "model.options": {}, "train.batch_size": 32, "train.epochs": 50, "train.learning_rate": 1e-4}
-
 
 @dataclasses.dataclass
 class PatchSection:
@@ -56,10 +53,21 @@ class PatchSection:
 
 @dataclasses.dataclass
 class AugmentSection:
-    """The W3 augmentation (see `tfseg.data.transforms.compose.Brats2DAugmentation`)."""
+    """The W3 augmentation (see `Brats2DAugmentation`).
+
+    Attributes:
+        spatial_weights: relative chances of the spatial branches flip, affine, anisotropy, elastic.
+        flip_axes: the in-plane axes the flip branch may flip (0: rows, 1: columns).
+        flip_probability: chance of flipping each of `flip_axes` when the flip branch runs.
+        elastic_max_displacement: the elastic branch's largest displacement per axis, in pixels.
+    """
 
     enabled: bool = True
     spatial_probability: float = 0.95
+    spatial_weights: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)
+    flip_axes: tuple[int, ...] = (1,)
+    flip_probability: float = 0.5
+    elastic_max_displacement: tuple[float, ...] = (7.5, 7.5)
     degrees: float = 20.0
     intensity_probability: float = 0.95
     noise_std: float = 0.1
@@ -68,30 +76,29 @@ class AugmentSection:
 
 
 @dataclasses.dataclass
-class ModelSection:
-    """A registered builder (U-Net with a ResNet encoder by default) and its extra arguments."""
+class ModelSection(sections.ModelSection):
+    """A registered builder (U-Net with a ResNet encoder by default); see `tfseg.workflows.sections.ModelSection`."""
 
     name: str = "unet"
-    encoder: str = "resnet34"
-    weights: str | None = None
-    options: dict = dataclasses.field(default_factory=dict)
+    encoder: str | None = "resnet34"
 
 
 @dataclasses.dataclass
-class TrainSection:
-    """AdamW, focal loss (optionally + Dice), ReduceLROnPlateau on val_loss, optional mixed precision."""
+class TrainSection(sections.TrainSection):
+    """AdamW, focal loss (optionally + Dice), ReduceLROnPlateau on val_loss, optional mixed precision.
+
+    Attributes:
+        focal_gamma: the focusing parameter of the focal loss.
+    """
 
     epochs: int = 50
     batch_size: int = 32
     learning_rate: float = 1e-4
+    optimizer: str = choice("adamw", tuple(sections.OPTIMIZERS))
     weight_decay: float = 1e-4
-    loss: str = choice("focal", ("focal", "focal_dice"))
-    focal_gamma: float = 2.0
     plateau_patience: int = 3
-    plateau_factor: float = 0.5
-    mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    loss: str = choice("focal", tuple(sections.LOSSES))
+    focal_gamma: float = 2.0
 
 
 @dataclasses.dataclass
@@ -118,7 +125,32 @@ class Brats2DConfig:
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
 
-def find_cases(config):
+CONFIG_CLASS = Brats2DConfig
+
+#: The built-in CPU defaults: 64x64 patches (stride 32) of 20 synthetic 96x96x40 cases, a U-Net on
+#: a ResNet18 encoder with a narrow decoder, AdamW 1e-3, focal + Dice (the small necrotic and
+#: enhancing classes learn too slowly from the focal loss alone in a CPU budget), 40 epochs.
+CPU_DEFAULTS = Brats2DConfig(
+    data=CaseSource(synthetic_cases=20, synthetic_shape=(96, 96, 40)),
+    patches=PatchSection(patch_size=64, stride=32),
+    model=ModelSection(name="unet", encoder="resnet18", options={"decoder_filters": [64, 32, 32, 16, 16]}),
+    train=TrainSection(epochs=40, batch_size=16, learning_rate=1e-3, loss="focal_dice"),
+    output_dir="runs/brats_unet2d",
+)
+
+#: `--paper`: the TorchIO recipe: 128x128 patches (stride 64), U-Net ResNet34, the multiclass focal
+#: loss alone, Adam with weight decay, ReduceLROnPlateau on the validation loss, mixed precision,
+#: the W3 augmentation (spatial OneOf .35/.35/.15/.15, flips along both in-plane axes with p=1,
+#: elastic maximum displacement (2, 2, 0)), and test slices tiled with stride = patch (no overlap).
+PAPER = {"patches.patch_size": 128, "patches.stride": 64, "model.name": "unet", "model.encoder": "resnet34",
+         "model.options": {}, "train.batch_size": 32, "train.epochs": 50, "train.learning_rate": 1e-4,
+         "train.optimizer": "adamw", "train.loss": "focal", "train.plateau_patience": 3,
+         "train.mixed_precision": True, "inference.overlap": 0.0,
+         "augment.spatial_weights": (0.35, 0.35, 0.15, 0.15), "augment.flip_axes": (0, 1),
+         "augment.flip_probability": 1.0, "augment.elastic_max_displacement": (2.0, 2.0)}
+
+
+def find_data(config):
     """Train / validation / test cases (FLAIR, T1c, T2), split by patient."""
     from tfseg.workflows.brats_cases import find_cases as find
 
@@ -192,7 +224,7 @@ def make_datasets(config, store, cases, dist=None):
 def build(config, dist=None):
     """U-Net (or another registered 2D builder) with a 4-class softmax head."""
     from tfseg.models import build_model
-    from tfseg.workflows.common import mixed_precision, scope
+    from tfseg.training.phases import mixed_precision, scope
 
     mixed_precision(config.train.mixed_precision)
     spec = {"name": config.model.name, "input_shape": (None, None, len(config.data.modalities)),
@@ -203,38 +235,35 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def make_loss(train):
-    """Multiclass focal loss (W3), or focal + soft Dice."""
-    from tfseg.losses import FocalLoss
+def train(config, model, train_ds, val_ds, dist=None, val_cases=None):
+    """AdamW + focal loss, ReduceLROnPlateau on the validation loss, checkpoint every epoch; returns `(history, seconds)`.
 
-    return FocalLoss(mode="softmax", gamma=train.focal_gamma, dice_weight=1.0 if train.loss == "focal_dice" else 0.0)
-
-
-def make_metrics():
-    """Dice of each tumour class over the patches seen in the epoch."""
-    from tfseg.metrics import DiceScore
-
-    return [DiceScore(num_classes=len(CLASS_NAMES), class_id=i, name=f"dice_{CLASS_NAMES[i]}")
-            for i in range(1, len(CLASS_NAMES))] + [DiceScore(num_classes=len(CLASS_NAMES), name="dice")]
-
-
-def train(config, model, train_ds, val_ds, dist):
-    """AdamW + focal loss, ReduceLROnPlateau(val_loss), checkpoint every epoch; returns `(history, seconds)`."""
-    import keras
-
+    `val_ds` (validation patches) is logged as `patch_val_*` (its loss drives the plateau); with
+    `val_cases`, their whole slices are tiled as at test time every few epochs (`val_dice`, the
+    mean of the tumour classes, which picks `best.keras`).
+    """
     from tfseg.training import set_seed
-    from tfseg.workflows.common import fit_phases, loss_scaled
+    from tfseg.training.phases import fit_phases
+    from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
-    set_seed(config.train.seed)
-    rate = dist.learning_rate(config.train.learning_rate) if dist is not None else config.train.learning_rate
-    optimizer = loss_scaled(keras.optimizers.AdamW(rate, weight_decay=config.train.weight_decay),
-                            config.train.mixed_precision)
-    monitor = "val_loss" if val_ds is not None else "loss"
-    reduce_lr = {"monitor": monitor, "factor": config.train.plateau_factor, "patience": config.train.plateau_patience,
-                 "min_lr": 1e-6}
-    return fit_phases(dist, model, make_loss(config.train), optimizer, make_metrics(), train_ds, val_ds,
-                      epochs=config.train.epochs, output_dir=config.output_dir, monitor=monitor, mode="min",
-                      resume=config.resume, verbose=config.train.verbose, reduce_lr=reduce_lr)
+    train_section = config.train
+    set_seed(train_section.seed)
+    rate = dist.learning_rate(train_section.learning_rate) if dist is not None else None
+    optimizer = make_optimizer(train_section, int(train_ds.cardinality()), rate)
+    monitor = "patch_val_loss" if val_ds is not None else "loss"
+    validation = [] if not val_cases else whole_image_validation(
+        lambda m: validation_scores(config, m, val_cases), every=train_section.validate_every,
+        watch=[f"val_dice_{name}" for name in CLASS_NAMES[1:]])
+    reduce_lr = ({"monitor": monitor, "factor": train_section.plateau_factor,
+                  "patience": train_section.plateau_patience, "min_lr": 1e-6}
+                 if train_section.plateau_patience > 0 else None)
+    loss = make_loss(train_section.loss, mode="softmax", gamma=train_section.focal_gamma)
+    return fit_phases(dist, model, loss, optimizer, make_metrics(("dice",), CLASS_NAMES, mode="softmax"),
+                      train_ds, val_ds, epochs=train_section.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_cases else monitor, mode="max" if val_cases else "min",
+                      resume=config.resume, verbose=train_section.verbose, reduce_lr=reduce_lr,
+                      extra_callbacks=validation, validation_prefix="patch_val_")
 
 
 def window_predictor(model, settings):
@@ -272,31 +301,64 @@ def predict_case(config, predict, image):
     return labels
 
 
-def evaluate(config, model, cases, train_seconds=None):
-    """Tile every axial slice of the test cases; the per-class report over all test pixels; GIFs.
+def predicted_cases(config, model, cases, problems):
+    """Yield `(case, image, truth, predicted)` for each readable case: every axial slice tiled and stitched.
 
-    Returns:
-        The dict written to `metrics.json`: per class precision, recall, accuracy, IoU and Dice,
-        the mean Dice over the three tumour classes, the whole-tumour Dice, and counts.
+    `truth` and `predicted` are label maps 0-3 (after the remap); a case that cannot be read is
+    reported to `problems` (a `ProblemLog`) and left out.
     """
+    from tfseg.data.slices import read_case
     from tfseg.data.transforms.labels import remap_labels
     from tfseg.errors import DataError
-    from tfseg.reports import format_report, report_from_batches
-    from tfseg.utils.problems import ProblemLog
-    from tfseg.data.slices import read_case
-    from tfseg.workflows.common import plot_curves
 
     predict = window_predictor(model, augmentation(config))
-    problems = ProblemLog(config.data.on_error)
-    pairs, gif_cases, whole = [], [], np.zeros(3)
-    for case in cases.test:
+    for case in cases:
         try:
             image, truth = read_case(case, channels=tuple(config.data.modalities))
         except DataError as error:
             problems.report_error(error)
             continue
         truth = remap_labels(truth, LABEL_REMAP, source=case.label).astype(np.uint8)
-        predicted = predict_case(config, predict, image)
+        yield case, image, truth, predict_case(config, predict, image)
+
+
+def class_scores(report, prefix):
+    """`<prefix>_<score>_<class>` for the tumour classes of a report, and their means (`<prefix>_<score>`)."""
+    scores = {f"{prefix}_{score}_{name}": float(report["classes"][name][score])
+              for name in CLASS_NAMES[1:] for score in ("dice", "iou", "precision", "recall")}
+    return headline_metrics(scores, CLASS_NAMES[1:], prefix=prefix)
+
+
+def validation_scores(config, model, cases):
+    """`val_dice` (mean of the tumour classes) and per-class figures on whole validation slices, tiled
+    as at test time: what validation logs during training."""
+    from tfseg.reports import report_from_batches
+    from tfseg.utils.problems import ProblemLog
+
+    pairs = [(predicted, truth) for _, _, truth, predicted in
+             predicted_cases(config, model, cases, ProblemLog("skip"))]
+    if not pairs:
+        return {}
+    report = report_from_batches(iter(pairs), num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES)
+    return class_scores(report, "val")
+
+
+def evaluate(config, model, cases, train_seconds=None):
+    """Tile every axial slice of the test cases; the per-class report over all test pixels; GIFs.
+
+    Returns:
+        The dict written to `metrics.json`: per class precision, recall, accuracy, IoU and Dice,
+        the mean Dice over the three tumour classes, the whole-tumour Dice, and counts
+        (`test_*`); and the same figures on the validation cases (`val_*`, as validation logged
+        them).
+    """
+    from tfseg.reports import format_report, report_from_batches
+    from tfseg.utils.problems import ProblemLog
+    from tfseg.viz.curves import plot_run_curves
+
+    problems = ProblemLog(config.data.on_error)
+    pairs, gif_cases, whole = [], [], np.zeros(3)
+    for case, image, truth, predicted in predicted_cases(config, model, cases.test, problems):
         pairs.append((predicted, truth))
         both = np.logical_and(predicted > 0, truth > 0).sum()
         whole += (both, (predicted > 0).sum(), (truth > 0).sum())
@@ -305,13 +367,14 @@ def evaluate(config, model, cases, train_seconds=None):
     report = report_from_batches(iter(pairs), num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES)
     logger.info("test report:\n%s", format_report(report))
     write_gifs(config, gif_cases)
-    plot_curves(config.output_dir)
+    plot_run_curves(config.output_dir)
     tumour = [report["classes"][name]["dice"] for name in CLASS_NAMES[1:]]
     metrics = {"test_cases": len(pairs), "test_mean_tumour_dice": float(np.mean(tumour)),
                "test_whole_tumour_dice": float(2 * whole[0] / max(1.0, whole[1] + whole[2])),
                "per_class": report["classes"], "epochs": config.train.epochs,
                "model": f"{config.model.name}_{config.model.encoder}", "params": int(model.count_params()),
-               "skipped_test_cases": len(problems)}
+               "skipped_test_cases": len(problems), **class_scores(report, "test"),
+               **validation_scores(config, model, cases.val)}
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
     return metrics
@@ -343,7 +406,7 @@ def serving_spec(config, metrics=None):
 
 def export(config, model, metrics, dist=None):
     """Write `model.keras`, `saved_model/`, `metrics.json` and `config.json` (chief only)."""
-    from tfseg.workflows.common import write_run_outputs
+    from tfseg.workflows.outputs import write_run_outputs
 
     write_run_outputs(config, model, serving_spec(config, metrics), metrics, dist)
 
@@ -354,12 +417,15 @@ def run(config):
 
     dist = workflow_distribution(config.distribute)
     with dist.chief_first():  # the chief writes the synthetic data and the patch store; the others reuse them
-        cases = find_cases(config)
+        cases = find_data(config)
         store = make_patch_store(config, cases)
     train_ds, val_ds = make_datasets(config, store, cases, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, cases, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, val_ds, dist, val_cases=cases.val)
+    metrics = {}
+    if dist.is_chief:
+        best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+        metrics = {**evaluate(config, model, cases, seconds), **best}
     if metrics:
         from tfseg.data.patch_store import case_subset
 
@@ -384,13 +450,7 @@ def summary_table(metrics):
 
 
 def add_arguments(parser, defaults):
-    """The recipe's flags; each overrides the matching config field."""
-    from tfseg.workflows.common import add_common_arguments
-
-    train = defaults.train
-    add_common_arguments(parser, train.epochs, train.batch_size, train.learning_rate, defaults.output_dir,
-                         train.seed, defaults.data.on_error, defaults.distribute,
-                         config_help="JSON config (fields as in Brats2DConfig); flags override it")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`)."""
     parser.add_argument("--data-dir", help="a BraTS 2018-2021 release folder (default: synthetic data)")
     parser.add_argument("--patch-size", type=int, help=f"patch side, a multiple of 32 ({defaults.patches.patch_size})")
     parser.add_argument("--stride", type=int, help=f"patch stride ({defaults.patches.stride})")
@@ -398,18 +458,15 @@ def add_arguments(parser, defaults):
     parser.add_argument("--encoder", choices=("resnet18", "resnet34", "resnet50"),
                         help=f"U-Net encoder ({defaults.model.encoder})")
     parser.add_argument("--weights", help="'imagenet' (resnet50) or a weights file")
-    parser.add_argument("--loss", choices=("focal", "focal_dice"), help=f"training loss ({train.loss})")
+    parser.add_argument("--loss", choices=("focal", "focal_dice"), help=f"training loss ({defaults.train.loss})")
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     return parser
 
 
-def config_from_args(args, defaults):
-    """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.workflows.common import load_with_overrides
-
-    return load_with_overrides(args, defaults, Brats2DConfig, {
-        "data.data_dir": args.data_dir, "patches.patch_size": args.patch_size, "patches.stride": args.stride,
-        "patches.store": args.patch_store, "model.encoder": args.encoder, "model.weights": args.weights,
-        "train.loss": args.loss, "train.mixed_precision": args.mixed_precision,
-        "augment.enabled": False if args.no_augment else None})
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags."""
+    return {"data.data_dir": args.data_dir, "patches.patch_size": args.patch_size, "patches.stride": args.stride,
+            "patches.store": args.patch_store, "model.encoder": args.encoder, "model.weights": args.weights,
+            "train.loss": args.loss, "train.mixed_precision": args.mixed_precision,
+            "augment.enabled": False if args.no_augment else None}

@@ -8,12 +8,12 @@ leaving out the patients of the classification stage.
 
     config = SlicesConfig()
     dist = workflow_distribution(config.distribute)
-    cases = find_cases(config)
-    train, val = extract(config, cases)                 # Slice records, decoded once
-    train_ds, val_ds = make_datasets(config, train, val, dist)
+    cases = find_data(config)
+    train_slices, val_slices = extract(config, cases)   # Slice records, decoded once
+    train_ds, val_ds = make_datasets(config, train_slices, val_slices, dist)
     model = build(config, dist)
-    history, seconds = train_model(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, val, seconds)
+    history, seconds = train(config, model, train_ds, val_ds, dist)
+    metrics = evaluate(config, model, val_slices, seconds)
     export(config, model, metrics, dist)
 
 Example:
@@ -27,16 +27,14 @@ import numpy as np
 
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
+from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
+from tfseg.workflows.outputs import headline_metrics, use_best_epoch
 
 logger = logging.getLogger(__name__)
 
 REGION_NAMES = ("WT", "ET")
-
-#: `--paper`: the published sizes (224x224, DenseNet121 from ImageNet, 10 frozen warm-up epochs).
-PAPER_SIZES = {"slices.image_size": 224, "model.weights": "imagenet", "model.freeze_epochs": 10,
-               "model.options": {}, "train.epochs": 40, "train.batch_size": 16, "train.learning_rate": 1e-4}
-
+CLASS_NAMES = REGION_NAMES
 
 @dataclasses.dataclass
 class SliceSection:
@@ -59,27 +57,23 @@ class SliceSection:
 
 
 @dataclasses.dataclass
-class ModelSection:
-    """UNet++ (or another registered 2D builder), its encoder, weights and encoder warm-up."""
+class ModelSection(sections.ModelSection):
+    """UNet++ with a DenseNet121 encoder and a 10-epoch frozen-encoder warm-up (with pretrained weights)."""
 
     name: str = "unet_plus_plus"
-    encoder: str = "densenet121"
-    weights: str | None = None
+    encoder: str | None = "densenet121"
     freeze_epochs: int = 10
-    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
-class TrainSection:
+class TrainSection(sections.TrainSection):
     """Adam with cosine decay; batch soft Dice + binary cross-entropy on the two sigmoid masks."""
 
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 1e-4
-    loss: str = choice("dice_bce", ("dice", "dice_bce"))
-    mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    lr_schedule: str = choice("cosine", tuple(sections.SCHEDULES))
+    loss: str = choice("dice_bce", tuple(sections.LOSSES))
 
 
 @dataclasses.dataclass
@@ -95,7 +89,28 @@ class SlicesConfig:
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
 
-def find_cases(config):
+CONFIG_CLASS = SlicesConfig
+
+#: The built-in CPU defaults: 96x96 slices of 20 synthetic 96x96x40 cases, the DenseNet121 encoder
+#: (random weights, so no frozen warm-up) with a narrow decoder, Adam 1e-3, 16 epochs.
+CPU_DEFAULTS = SlicesConfig(
+    data=CaseSource(synthetic_cases=20, synthetic_shape=(96, 96, 40), val_fraction=0.2, test_fraction=0.0),
+    slices=SliceSection(image_size=96),
+    model=ModelSection(options={"decoder_filters": [64, 32, 32, 16, 16]}),
+    train=TrainSection(epochs=16, batch_size=16, learning_rate=1e-3),
+    output_dir="runs/brats_unetpp_slices",
+)
+
+#: `--paper`: the RSNA-MICCAI stage-1 settings: 224x224 slices in three planes with tumour/brain
+#: ratio > 0.01, UNet++ DenseNet121 from ImageNet, WT and ET outputs, the encoder frozen for 10
+#: epochs then fine-tuned, more than 180 epochs in all, 20% of the patients held out.
+PAPER = {"slices.image_size": 224, "slices.min_ratio": 0.01, "slices.planes": ("axial", "coronal", "sagittal"),
+         "model.name": "unet_plus_plus", "model.encoder": "densenet121", "model.weights": "imagenet",
+         "model.freeze_epochs": 10, "model.options": {}, "train.epochs": 200, "train.batch_size": 16,
+         "train.learning_rate": 1e-4, "data.val_fraction": 0.2, "data.test_fraction": 0.0}
+
+
+def find_data(config):
     """Training and validation cases (FLAIR, T1c, T2), split by patient, excluded patients left out."""
     from tfseg.workflows.brats_cases import find_cases as find
 
@@ -148,7 +163,7 @@ def make_datasets(config, train, val, dist=None):
 def build(config, dist=None):
     """UNet++ (DenseNet121 encoder by default) with two sigmoid outputs."""
     from tfseg.models import build_model
-    from tfseg.workflows.common import mixed_precision, scope
+    from tfseg.training.phases import mixed_precision, scope
 
     mixed_precision(config.train.mixed_precision)
     size = config.slices.image_size
@@ -160,45 +175,39 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def make_metrics():
-    """Dice and IoU of each mask."""
-    from tfseg.metrics import DiceScore, IoUScore
-
-    metrics = []
-    for i, name in enumerate(REGION_NAMES):
-        metrics += [DiceScore(num_classes=2, class_id=i, mode="sigmoid", name=f"dice_{name.lower()}"),
-                    IoUScore(num_classes=2, class_id=i, mode="sigmoid", name=f"iou_{name.lower()}")]
-    return metrics
-
-
-def train_model(config, model, train_ds, val_ds, dist):
+def train(config, model, train_ds, val_ds, dist=None, val_slices=None):
     """Warm up the decoder on a frozen encoder (`model.freeze_epochs`, with pretrained weights), then fine-tune.
 
-    Returns `(history, seconds)`. A randomly initialized encoder is never frozen (nothing to keep).
-    """
-    import keras
+    `val_ds` (held-out slices resized to the training size) is logged as `resized_val_*`; with
+    `val_slices`, they go through the serving path at their original size every few epochs
+    (`val_dice`, the mean of WT and ET, which picks `best.keras`).
 
-    from tfseg.losses import DiceCrossEntropyLoss, DiceLoss
+    Returns `(history, seconds)`. A randomly initialized encoder is never frozen (nothing to keep).
+    The Dice is taken over the whole batch (segmentation_models_pytorch's DiceLoss): most slices
+    have no ET, and a per-slice Dice of an empty channel gives almost no gradient to clear the
+    background.
+    """
     from tfseg.models.unet import set_encoder_trainable
     from tfseg.training import set_seed
-    from tfseg.workflows.common import fit_phases, loss_scaled
+    from tfseg.training.phases import fit_phases
+    from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
     set_seed(config.train.seed)
     freeze = config.model.freeze_epochs if config.model.weights else 0
     if config.model.freeze_epochs and not config.model.weights:
         logger.info("no pretrained encoder weights: training everything from the first epoch")
-    rate = dist.learning_rate(config.train.learning_rate) if dist is not None else config.train.learning_rate
-    steps = max(1, config.train.epochs * int(train_ds.cardinality()))
-    schedule = keras.optimizers.schedules.CosineDecay(rate, steps, alpha=0.05)
-    optimizer = loss_scaled(keras.optimizers.Adam(schedule), config.train.mixed_precision)
-    # Dice over the whole batch (segmentation_models_pytorch's DiceLoss): most slices have no ET, and a
-    # per-slice Dice of an empty channel gives almost no gradient to clear the background.
-    loss = (DiceLoss(mode="sigmoid", batch_dice=True) if config.train.loss == "dice"
-            else DiceCrossEntropyLoss(mode="sigmoid", batch_dice=True))
-    return fit_phases(dist, model, loss, optimizer, make_metrics(), train_ds, val_ds, epochs=config.train.epochs,
-                      output_dir=config.output_dir, monitor="val_dice_wt" if val_ds is not None else "dice_wt",
-                      freeze_epochs=freeze, set_encoder_trainable=set_encoder_trainable, resume=config.resume,
-                      verbose=config.train.verbose)
+    rate = dist.learning_rate(config.train.learning_rate) if dist is not None else None
+    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), rate)
+    loss = make_loss(config.train.loss, mode="sigmoid", batch_dice=True)
+    validation = [] if not val_slices else whole_image_validation(
+        lambda m: held_out_scores(config, m, val_slices), every=config.train.validate_every,
+        watch=[f"val_dice_{name.lower()}" for name in REGION_NAMES])
+    return fit_phases(dist, model, loss, optimizer, make_metrics(("dice", "iou"), REGION_NAMES, mode="sigmoid"),
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_slices else "dice", freeze_epochs=freeze,
+                      set_encoder_trainable=set_encoder_trainable, resume=config.resume,
+                      verbose=config.train.verbose, extra_callbacks=validation, validation_prefix="resized_val_")
 
 
 def serving_spec(config, metrics=None):
@@ -212,16 +221,14 @@ def serving_spec(config, metrics=None):
                               "metrics": metrics or {}})
 
 
-def evaluate(config, model, val, train_seconds=None):
-    """Validation Dice and IoU of WT and ET over all held-out slice pixels, at each slice's original size.
+def held_out_scores(config, model, val):
+    """Dice, IoU, precision and recall of WT and ET over all held-out slice pixels, at each slice's original size.
 
-    The slices go through the exported serving function. The training loss on the validation
-    batches (`val_loss`, batch soft Dice + BCE) is in `history.csv`; a soft Dice summed over the
-    whole validation set is not reported: it is dominated by the small probabilities of the many
-    background pixels, not by the masks.
+    The slices go through the exported serving function; the figures validation logs and
+    `metrics.json` holds (`val_dice` is the mean of WT and ET).
     """
+    from tfseg.export.savedmodel import serving_callable
     from tfseg.metrics import segmentation_scores
-    from tfseg.workflows.common import plot_curves, serving_callable
 
     serve = serving_callable(model, serving_spec(config))
     counts = {name: [] for name in REGION_NAMES}
@@ -230,24 +237,37 @@ def evaluate(config, model, val, train_seconds=None):
         truth = np.stack([item.label > 0, item.label == 4], axis=-1)
         for i, name in enumerate(REGION_NAMES):
             counts[name].append((labels[..., i].ravel(), truth[..., i].ravel()))
-    metrics = {"val_slices": len(val), "epochs": config.train.epochs,
-               "model": f"{config.model.name}_{config.model.encoder}", "params": int(model.count_params())}
+    metrics = {}
     for name in REGION_NAMES:
         pred = np.concatenate([p for p, _ in counts[name]]) if counts[name] else np.zeros(0, np.uint8)
         true = np.concatenate([t for _, t in counts[name]]) if counts[name] else np.zeros(0, np.uint8)
         scores = segmentation_scores(pred.astype(np.uint8), true.astype(np.uint8), num_classes=2)
-        key = name.lower()
-        metrics[f"val_dice_{key}"] = float(scores["dice"][1])
-        metrics[f"val_iou_{key}"] = float(scores["iou"][1])
+        for score in ("dice", "iou", "precision", "recall"):
+            metrics[f"val_{score}_{name.lower()}"] = float(scores[score][1])
+    return headline_metrics(metrics, REGION_NAMES)
+
+
+def evaluate(config, model, val, train_seconds=None):
+    """Validation figures of WT and ET over all held-out slice pixels (`held_out_scores`) and the curves.
+
+    The training loss on the validation batches (`resized_val_loss`, batch soft Dice + BCE) is in
+    `history.csv`; a soft Dice summed over the whole validation set is not reported: it is
+    dominated by the small probabilities of the many background pixels, not by the masks.
+    """
+    from tfseg.viz.curves import plot_run_curves
+
+    metrics = {"val_slices": len(val), "epochs": config.train.epochs,
+               "model": f"{config.model.name}_{config.model.encoder}", "params": int(model.count_params()),
+               **held_out_scores(config, model, val)}
     if train_seconds is not None:
         metrics["train_seconds"] = round(float(train_seconds), 1)
-    plot_curves(config.output_dir)
+    plot_run_curves(config.output_dir)
     return metrics
 
 
 def export(config, model, metrics, dist=None):
     """Write `model.keras`, `saved_model/`, `metrics.json` and `config.json` (chief only)."""
-    from tfseg.workflows.common import write_run_outputs
+    from tfseg.workflows.outputs import write_run_outputs
 
     write_run_outputs(config, model, serving_spec(config, metrics), metrics, dist)
 
@@ -258,14 +278,17 @@ def run(config):
 
     dist = workflow_distribution(config.distribute)
     with dist.chief_first():  # the chief writes the synthetic dataset, if any
-        cases = find_cases(config)
-    train, val = extract(config, cases)
-    train_ds, val_ds = make_datasets(config, train, val, dist)
+        cases = find_data(config)
+    train_slices, val_slices = extract(config, cases)
+    train_ds, val_ds = make_datasets(config, train_slices, val_slices, dist)
     model = build(config, dist)
-    history, seconds = train_model(config, model, train_ds, val_ds, dist)
-    metrics = evaluate(config, model, val, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, val_ds, dist, val_slices=val_slices)
+    metrics = {}
+    if dist.is_chief:
+        best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+        metrics = {**evaluate(config, model, val_slices, seconds), **best}
     if metrics:
-        metrics.update(train_slices=len(train), train_cases=len(cases.train), val_cases=len(cases.val),
+        metrics.update(train_slices=len(train_slices), train_cases=len(cases.train), val_cases=len(cases.val),
                        synthetic_data=cases.synthetic, skipped_records=len(cases.problems))
     export(config, model, metrics, dist)
     return metrics
@@ -273,7 +296,7 @@ def run(config):
 
 def summary_table(metrics):
     """Dice and IoU of WT and ET on the validation slices."""
-    from tfseg.workflows.common import format_rows
+    from tfseg.reports import format_rows
 
     rows = [("model", metrics.get("model", "")),
             ("validation slices", str(metrics["val_slices"]))]
@@ -285,13 +308,7 @@ def summary_table(metrics):
 
 
 def add_arguments(parser, defaults):
-    """The recipe's flags; each overrides the matching config field."""
-    from tfseg.workflows.common import add_common_arguments
-
-    train = defaults.train
-    add_common_arguments(parser, train.epochs, train.batch_size, train.learning_rate, defaults.output_dir,
-                         train.seed, defaults.data.on_error, defaults.distribute,
-                         config_help="JSON config (fields as in SlicesConfig); flags override it")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`)."""
     parser.add_argument("--data-dir", help="a BraTS 2018-2021 release folder (default: synthetic data)")
     parser.add_argument("--exclude-cases", help="text file of case ids to leave out (e.g. the stage-2 patients)")
     parser.add_argument("--image-size", type=int, help=f"slice side, a multiple of 32 ({defaults.slices.image_size})")
@@ -306,12 +323,9 @@ def add_arguments(parser, defaults):
     return parser
 
 
-def config_from_args(args, defaults):
-    """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.workflows.common import load_with_overrides
-
-    return load_with_overrides(args, defaults, SlicesConfig, {
-        "data.data_dir": args.data_dir, "data.exclude_cases": args.exclude_cases,
-        "slices.image_size": args.image_size, "slices.min_ratio": args.min_ratio, "model.encoder": args.encoder,
-        "model.weights": args.weights, "model.freeze_epochs": args.freeze_epochs,
-        "train.mixed_precision": args.mixed_precision})
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags."""
+    return {"data.data_dir": args.data_dir, "data.exclude_cases": args.exclude_cases,
+            "slices.image_size": args.image_size, "slices.min_ratio": args.min_ratio, "model.encoder": args.encoder,
+            "model.weights": args.weights, "model.freeze_epochs": args.freeze_epochs,
+            "train.mixed_precision": args.mixed_precision}

@@ -26,22 +26,19 @@ import os
 
 import numpy as np
 
+from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
 from tfseg.training.distributed import DISTRIBUTE_CHOICES
-from tfseg.workflows.common import ImagePreparation, ModelSection as BaseModelSection
-from tfseg.workflows.recipe import DataSplit
+from tfseg.workflows import sections
+from tfseg.workflows.outputs import use_best_epoch
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("abnormality",)
 
-#: `--paper`: the rmldnn sizes (full-width ResUNet, 256x256, batch 32, 20 epochs).
-PAPER_SIZES = {"model.options": {"filters": [64, 128, 256, 512], "bridge_filters": 1024},
-               "data.image_size": 256, "train.batch_size": 32, "train.epochs": 20, "train.learning_rate": 1e-4}
-
 
 @dataclasses.dataclass
-class DataSection(ImagePreparation):
+class DataSection(sections.ImagePreparation):
     """Where the slices are and how they are prepared.
 
     Attributes:
@@ -51,6 +48,8 @@ class DataSection(ImagePreparation):
         synthetic_patients: patients in the synthetic dataset.
         image_size: side of the square slices are resized to (masks with nearest neighbour).
         test_fraction: fraction of patients held out (and used for validation during training).
+        layout_split: when `root` also holds `test_image/` and `test_mask/` (rmldnn's layout),
+            use them as the held-out split instead of drawing patients.
         (and the `ImagePreparation` fields: normalization, on_error, augment, max_degrees, workers)
     """
 
@@ -59,27 +58,26 @@ class DataSection(ImagePreparation):
     synthetic_patients: int = 20
     image_size: int = 256
     test_fraction: float = 0.1
+    layout_split: bool = True
 
 
 @dataclasses.dataclass
-class ModelSection(BaseModelSection):
-    """Which model (ResUNet by default): a registered builder name, its weights and extra builder arguments."""
+class ModelSection(sections.ModelSection):
+    """Which model (ResUNet by default); see `tfseg.workflows.sections.ModelSection`."""
 
     name: str = "resunet"
 
 
 @dataclasses.dataclass
-class TrainSection:
-    """Adam with exponential decay per epoch and a sigmoid soft-Dice loss (rmldnn's settings)."""
+class TrainSection(sections.TrainSection):
+    """rmldnn's optimization: Adam 1e-4 times 0.95 per epoch, soft Dice on the sigmoid output, batch 32."""
 
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
+    lr_schedule: str = choice("exponential", tuple(sections.SCHEDULES))
     lr_decay: float = 0.95
-    loss: str = choice("dice", ("dice", "dice_bce", "bce"))
-    mixed_precision: bool = False
-    seed: int = 0
-    verbose: int = 1
+    loss: str = choice("dice", tuple(sections.LOSSES))
 
 
 @dataclasses.dataclass
@@ -103,6 +101,26 @@ class LggConfig:
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
 
 
+CONFIG_CLASS = LggConfig
+
+#: The built-in CPU defaults: a ResUNet with filters 16-128 at 128x128, batch 16, Adam starting at
+#: 1e-3 (the run is a few epochs) times 0.95 per epoch, soft Dice; 25 epochs.
+CPU_DEFAULTS = LggConfig(
+    data=DataSection(image_size=128),
+    model=ModelSection(options={"filters": [16, 32, 64, 128], "bridge_filters": 256}),
+    train=TrainSection(epochs=25, batch_size=16, learning_rate=1e-3),
+    output_dir="runs/lgg_resunet",
+)
+
+#: `--paper`: rmldnn's settings: full-width ResUNet at 256x256, resize only (no augmentation), the
+#: layout's own train/test folders, sigmoid + soft Dice, Adam 1e-4 with decay 0.95 per epoch,
+#: 20 epochs, batch 32.
+PAPER = {"model.options": {"filters": [64, 128, 256, 512], "bridge_filters": 1024}, "data.image_size": 256,
+         "data.augment": False, "data.layout_split": True, "train.batch_size": 32, "train.epochs": 20,
+         "train.learning_rate": 1e-4, "train.optimizer": "adam", "train.lr_schedule": "exponential",
+         "train.lr_decay": 0.95, "train.loss": "dice"}
+
+
 def find_data(config):
     """Find the image/mask pairs (writing the synthetic dataset if no root is given), split by patient."""
     from tfseg.datasets import lgg, splits
@@ -119,6 +137,10 @@ def find_data(config):
         logger.info("using the synthetic Kaggle-layout LGG dataset in %s", root)
     else:
         records = lgg.find_lgg(data.root, on_error=data.on_error, problems=problems)
+        test = lgg.find_lgg_test(data.root, problems=problems) if data.layout_split else None
+        if test is not None:
+            logger.info("%d slices in train_image/, %d in test_image/: the layout's own split", len(records), len(test))
+            return DataSplit(records, test, problems, False)
     split = splits.split_by_patient(records, val_fraction=data.test_fraction, seed=config.train.seed)
     logger.info("%d slices from %d patients: %d train, %d test", len(records),
                 len({r.patient for r in records}), len(split.train), len(split.val))
@@ -154,7 +176,7 @@ def make_datasets(config, split, dist=None):
 def build(config, dist=None):
     """The configured model with one sigmoid output channel, built under the distribution's scope."""
     from tfseg.models import build_model
-    from tfseg.workflows.common import mixed_precision, scope
+    from tfseg.training.phases import mixed_precision, scope
 
     mixed_precision(config.train.mixed_precision)
     size = config.data.image_size
@@ -164,50 +186,33 @@ def build(config, dist=None):
         return build_model(spec)
 
 
-def make_loss(name):
-    """Soft Dice on the sigmoid output (rmldnn), Dice + binary cross-entropy, or BCE alone.
+def train(config, model, train_ds, test_ds, dist=None, test_samples=None):
+    """Train (checkpoint every epoch, resume, history.csv, TensorBoard); returns `(history, seconds)`.
 
-    The Dice is taken over the whole batch (as segmentation_models_pytorch's DiceLoss): about
-    40% of LGG slices have no abnormality, and a per-slice Dice of an empty slice is unstable.
+    The Dice of the loss and of the metrics is taken over the whole batch (as
+    segmentation_models_pytorch's DiceLoss): about 40% of LGG slices have no abnormality, and a
+    per-slice Dice of an empty slice is unstable. `test_ds` (held-out slices resized to the
+    training size) is logged as `resized_val_*`; with `test_samples`, the held-out slices go
+    through the serving path at their original size every few epochs (`val_dice`, which picks
+    `best.keras`).
     """
-    from tfseg.losses import DiceCrossEntropyLoss, DiceLoss
-
-    if name == "dice":
-        return DiceLoss(mode="sigmoid", batch_dice=True)
-    if name == "dice_bce":
-        return DiceCrossEntropyLoss(mode="sigmoid", batch_dice=True)
-    return DiceCrossEntropyLoss(mode="sigmoid", dice_weight=0.0)
-
-
-def make_optimizer(train, steps_per_epoch, dist=None):
-    """Adam whose learning rate decays by `lr_decay` once per epoch (scaled by the worker count under Horovod)."""
-    import keras
-
-    from tfseg.workflows.common import loss_scaled
-
-    rate = dist.learning_rate(train.learning_rate) if dist is not None else train.learning_rate
-    schedule = keras.optimizers.schedules.ExponentialDecay(rate, decay_steps=max(1, steps_per_epoch),
-                                                           decay_rate=train.lr_decay, staircase=True)
-    return loss_scaled(keras.optimizers.Adam(schedule), train.mixed_precision)
-
-
-def make_metrics():
-    """Dataset-level Dice and IoU of the abnormality mask (threshold 0.5)."""
-    from tfseg.metrics import DiceScore, IoUScore
-
-    return [DiceScore(num_classes=1, mode="sigmoid", name="dice"), IoUScore(num_classes=1, mode="sigmoid", name="iou")]
-
-
-def train(config, model, train_ds, test_ds, dist):
-    """Train (checkpoint every epoch, resume, history.csv, TensorBoard); returns `(history, seconds)`."""
     from tfseg.training import set_seed
-    from tfseg.workflows.common import fit_phases
+    from tfseg.training.phases import fit_phases
+    from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
-    set_seed(config.train.seed)
-    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), dist)
-    return fit_phases(dist, model, make_loss(config.train.loss), optimizer, make_metrics(), train_ds, test_ds,
-                      epochs=config.train.epochs, output_dir=config.output_dir, monitor="val_dice",
-                      resume=config.resume, verbose=config.train.verbose)
+    train_section = config.train
+    set_seed(train_section.seed)
+    rate = dist.learning_rate(train_section.learning_rate) if dist is not None else None
+    optimizer = make_optimizer(train_section, int(train_ds.cardinality()), rate)
+    validation = [] if test_samples is None else whole_image_validation(
+        lambda m: held_out_predictions(config, m, test_samples)[2], every=train_section.validate_every)
+    return fit_phases(dist, model, make_loss(train_section.loss, mode="sigmoid", batch_dice=True), optimizer,
+                      make_metrics(("dice", "iou"), CLASS_NAMES, mode="sigmoid"), train_ds, test_ds,
+                      epochs=train_section.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if test_samples is not None else "resized_val_dice",
+                      resume=config.resume, verbose=train_section.verbose, extra_callbacks=validation,
+                      validation_prefix="resized_val_")
 
 
 def serving_spec(config, metrics=None):
@@ -240,6 +245,28 @@ def slice_dice(pred, truth):
     return 1.0 if total == 0 else 2.0 * float(np.logical_and(pred, truth).sum()) / total
 
 
+def held_out_predictions(config, model, test):
+    """Predict the held-out slices at their original size through the serving function, and score them.
+
+    Returns:
+        `(predicted masks, true masks, scores)`; the scores are the dataset-level `val_dice`,
+        `val_iou`, `val_precision`, `val_recall` of the abnormality over all held-out pixels (and
+        the same with the `_abnormality` suffix): the figures validation logs and `metrics.json` holds.
+    """
+    from tfseg.export.savedmodel import serving_callable
+    from tfseg.metrics import segmentation_scores
+
+    serve = serving_callable(model, serving_spec(config))
+    predicted = predict_samples(serve, test.images)
+    truth = [np.asarray(m, np.uint8) for m in test.masks]
+    counts = segmentation_scores(np.concatenate([p.ravel() for p in predicted]),
+                                 np.concatenate([t.ravel() for t in truth]), num_classes=2)
+    scores = {}
+    for score in ("dice", "iou", "precision", "recall"):
+        scores[f"val_{score}"] = scores[f"val_{score}_abnormality"] = float(counts[score][1])
+    return predicted, truth, scores
+
+
 def evaluate(config, model, test, split=None, train_seconds=None):
     """Test-set figures at the original size, HDF5 predictions, PNG overlays and the training curves.
 
@@ -248,18 +275,14 @@ def evaluate(config, model, test, split=None, train_seconds=None):
         abnormality over all test pixels, the mean per-slice Dice (empty-empty slices count 1),
         and counts.
     """
-    from tfseg.metrics import segmentation_scores
-    from tfseg.workflows.common import plot_curves, serving_callable
+    from tfseg.viz.curves import plot_run_curves
 
-    serve = serving_callable(model, serving_spec(config))
-    predicted = predict_samples(serve, test.images)
-    truth = [np.asarray(m, np.uint8) for m in test.masks]
-    scores = segmentation_scores(np.concatenate([p.ravel() for p in predicted]),
-                                 np.concatenate([t.ravel() for t in truth]), num_classes=2)
+    predicted, truth, scores = held_out_predictions(config, model, test)
     ids = [f"{r.patient}_{r.slice_index}" for r in test.records]
     metrics = {
-        "test_dice": float(scores["dice"][1]), "test_iou": float(scores["iou"][1]),
-        "test_precision": float(scores["precision"][1]), "test_recall": float(scores["recall"][1]),
+        **scores,
+        "test_dice": scores["val_dice"], "test_iou": scores["val_iou"],
+        "test_precision": scores["val_precision"], "test_recall": scores["val_recall"],
         "test_mean_slice_dice": float(np.mean([slice_dice(p, t) for p, t in zip(predicted, truth)])),
         "test_slices": len(test), "test_patients": len({r.patient for r in test.records}),
         "test_slices_with_abnormality": int(sum(t.any() for t in truth)),
@@ -271,7 +294,7 @@ def evaluate(config, model, test, split=None, train_seconds=None):
         metrics.update(train_slices=len(split.train), skipped_records=len(split.problems),
                        synthetic_data=split.synthetic)
     write_predictions(config, ids, test.images, truth, predicted)
-    plot_curves(config.output_dir)
+    plot_run_curves(config.output_dir)
     return metrics
 
 
@@ -293,7 +316,7 @@ def write_predictions(config, ids, images, truths, predictions):
 
 def export(config, model, metrics, dist=None):
     """Write `model.keras`, `saved_model/`, `metrics.json` and `config.json` (chief only)."""
-    from tfseg.workflows.common import write_run_outputs
+    from tfseg.workflows.outputs import write_run_outputs
 
     write_run_outputs(config, model, serving_spec(config, metrics), metrics, dist)
 
@@ -307,15 +330,18 @@ def run(config):
         split = find_data(config)
     train_ds, test_ds, test = make_datasets(config, split, dist)
     model = build(config, dist)
-    history, seconds = train(config, model, train_ds, test_ds, dist)
-    metrics = evaluate(config, model, test, split, seconds) if dist.is_chief else {}
+    history, seconds = train(config, model, train_ds, test_ds, dist, test_samples=test)
+    metrics = {}
+    if dist.is_chief:
+        best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+        metrics = {**evaluate(config, model, test, split, seconds), **best}
     export(config, model, metrics, dist)
     return metrics
 
 
 def summary_table(metrics):
     """The headline figures of the test set."""
-    from tfseg.workflows.common import format_rows
+    from tfseg.reports import format_rows
 
     return format_rows([
         ("model", metrics.get("model", "")),
@@ -330,27 +356,18 @@ def summary_table(metrics):
 
 
 def add_arguments(parser, defaults):
-    """The recipe's flags; each overrides the matching config field."""
-    from tfseg.workflows.common import add_common_arguments
-
-    train = defaults.train
-    add_common_arguments(parser, train.epochs, train.batch_size, train.learning_rate, defaults.output_dir,
-                         train.seed, defaults.data.on_error, defaults.distribute,
-                         config_help="JSON config (fields as in LggConfig, rmldnn style); flags override it")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`)."""
     parser.add_argument("--data-dir", help="the Kaggle lgg-mri-segmentation folder, or one with train_image/ "
                                            "and train_mask/ (default: synthetic data)")
     parser.add_argument("--image-size", type=int, help=f"training size, a multiple of 16 ({defaults.data.image_size})")
-    parser.add_argument("--lr-decay", type=float, help=f"learning-rate factor per epoch ({train.lr_decay})")
-    parser.add_argument("--loss", choices=("dice", "dice_bce", "bce"), help=f"training loss ({train.loss})")
+    parser.add_argument("--lr-decay", type=float, help=f"learning-rate factor per epoch ({defaults.train.lr_decay})")
+    parser.add_argument("--loss", choices=("dice", "dice_bce", "bce"), help=f"training loss ({defaults.train.loss})")
     parser.add_argument("--weights", help="a weights file to start from")
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute (GPU)")
     return parser
 
 
-def config_from_args(args, defaults):
-    """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.workflows.common import load_with_overrides
-
-    return load_with_overrides(args, defaults, LggConfig, {
-        "data.root": args.data_dir, "data.image_size": args.image_size, "train.lr_decay": args.lr_decay,
-        "train.loss": args.loss, "model.weights": args.weights, "train.mixed_precision": args.mixed_precision})
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags."""
+    return {"data.root": args.data_dir, "data.image_size": args.image_size, "train.lr_decay": args.lr_decay,
+            "train.loss": args.loss, "model.weights": args.weights, "train.mixed_precision": args.mixed_precision}

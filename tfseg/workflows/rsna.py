@@ -10,14 +10,21 @@ ET]; chunks of consecutive kept slices (35, every 5) go to a CNN + BiLSTM classi
 (`tfseg.models.sequence`), one per MRI type, trained after a warm-up; a patient's probability is
 the mean over its chunks (with zoom-in TTA), averaged over the MRI types.
 
-    config = RsnaConfig()
+    config = CPU_DEFAULTS                                         # or RsnaConfig(): the seed's sizes
     stage1 = train_stage1(config)                                 # model, serving function, patients used
-    patients = find_patients(config, stage1.patients)             # task-2 records, split by patient
-    data = prepare(config, patients, stage1.serve)                # chunks per MRI type and split
-    models = {t: train_classifier(config, t, data[t]) for t in config.data.mri_types}
-    metrics, table = evaluate(config, models, data)               # chunk_auc, patient_auc
-    write_submission(config, models, data)                        # submission.csv
-    export(config, models, metrics)                               # a SavedModel per stage
+    patients = find_data(config, stage1.patients)                 # task-2 records, split by patient
+    chunks = prepare(config, patients, stage1.serve)              # chunks per MRI type and split
+    models = {}
+    for mri_type, (train_ds, val_ds) in make_datasets(config, chunks).items():
+        models[mri_type] = build(config)
+        train(config, models[mri_type], train_ds, val_ds, mri_type=mri_type)
+    metrics, rows = evaluate(config, models, chunks)              # chunk_auc, patient_auc
+    write_submission(config, models, chunks)                      # submission.csv
+    export(config, models, metrics, rows=rows)                    # a SavedModel per stage
+
+The workflow follows `tfseg.workflows.protocol` (`tfseg train rsna`, `recipes/rsna_two_stage.py`);
+its `find_data`, `make_datasets`, `train`, `evaluate` and `export` work on the stage-2 data, one
+model per MRI type.
 
 Metrics: `chunk_auc` is the ROC AUC over every validation chunk (each with its patient's label,
 all MRI types pooled); `patient_auc` is the ROC AUC over validation patients of the patient
@@ -37,6 +44,7 @@ import numpy as np
 
 from tfseg.datasets.rsna import MRI_TYPES
 from tfseg.training.config import choice
+from tfseg.workflows import sections
 from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.brats_slices import ModelSection as SegmenterModel
 from tfseg.workflows.brats_slices import SliceSection, SlicesConfig
@@ -46,12 +54,13 @@ logger = logging.getLogger(__name__)
 
 #: `--paper`: the seed's sizes (224x224, ImageNet weights, 10 frozen epochs then > 180 for stage 1;
 #: chunks of 35 slices every 5, 5 warm-up epochs for stage 2).
-PAPER_SIZES = {
+PAPER = {
     "stage1.slices.image_size": 224, "stage1.slices.planes": ["axial", "coronal", "sagittal"],
-    "stage1.model.weights": "imagenet", "stage1.model.freeze_epochs": 10, "stage1.model.options": {},
+    "stage1.model.encoder": "densenet121", "stage1.model.weights": "imagenet", "stage1.model.freeze_epochs": 10,
+    "stage1.model.options": {}, "stage1.slices.min_ratio": 0.01,
     "stage1.train.epochs": 200, "stage1.train.batch_size": 16, "stage1.train.learning_rate": 1e-4,
     "sequence.image_size": 224, "sequence.chunk_length": 35, "sequence.chunk_stride": 5,
-    "model.backbone": "resnet50v2", "model.weights": "imagenet", "model.options": {},
+    "model.encoder": "resnet50v2", "model.weights": "imagenet", "model.freeze_epochs": 5, "model.options": {},
     "train.epochs": 30, "train.warmup_epochs": 5, "train.batch_size": 4, "train.learning_rate": 1e-4,
 }
 
@@ -116,36 +125,37 @@ class SequenceSection:
 
 
 @dataclasses.dataclass
-class ClassifierSection:
-    """The slice-sequence classifier (`tfseg.models.sequence.slice_sequence_classifier`)."""
+class ClassifierSection(sections.ModelSection):
+    """The slice-sequence classifier (`tfseg.models.sequence.slice_sequence_classifier`).
 
-    backbone: str = "resnet50v2"
-    weights: str | None = None
-    lstm_units: int = 64
-    dropout: float = 0.0
-    options: dict = dataclasses.field(default_factory=dict)
+    `encoder` is its per-slice backbone (a keras.applications name, "resnet18"/"resnet34" or
+    "small_cnn"); `freeze_epochs` keeps a pretrained backbone frozen for the first epochs;
+    `options` holds `lstm_units`, `dropout`, `backbone_filters`.
+    """
+
+    name: str = "slice_sequence_classifier"
+    encoder: str | None = "resnet50v2"
+    freeze_epochs: int = 5
 
 
 @dataclasses.dataclass
-class ClassifierTrain:
-    """Adam, a linear learning-rate warm-up (backbone frozen too with pretrained weights), then cosine decay.
+class ClassifierTrain(sections.TrainSection):
+    """Adam on binary cross-entropy (logits), a linear learning-rate warm-up, then cosine decay.
 
     Attributes:
-        epochs: total epochs per MRI type.
-        warmup_epochs: the warm-up (5 in the seed).
-        batch_size: chunks per batch.
-        learning_rate: the rate reached after the warm-up (it starts at a tenth of it).
+        warmup_epochs: epochs of the warm-up (5 in the seed): the rate rises from a tenth of
+            `learning_rate`; the backbone is frozen meanwhile with pretrained weights
+            (`model.freeze_epochs`).
         augment: random left-right flips of whole chunks.
-        seed, verbose: as elsewhere.
     """
 
     epochs: int = 30
-    warmup_epochs: int = 5
     batch_size: int = 4
     learning_rate: float = 1e-4
+    lr_schedule: str = choice("cosine", ("cosine",))
+    loss: str = choice("bce", ("bce",))
+    warmup_epochs: int = 5
     augment: bool = True
-    seed: int = 0
-    verbose: int = 1
 
 
 @dataclasses.dataclass
@@ -159,6 +169,30 @@ class RsnaConfig:
     train: ClassifierTrain = dataclasses.field(default_factory=ClassifierTrain)
     output_dir: str = "runs/rsna_two_stage"
     resume: bool = False
+    distribute: str = choice("none", ("none",))
+
+
+CONFIG_CLASS = RsnaConfig
+#: The model outputs: one probability of MGMT promoter methylation.
+CLASS_NAMES = ("MGMT_methylated",)
+
+#: The built-in CPU defaults: stage 1 is UNet++ with a ResNet18 encoder (random weights, narrow
+#: decoder; DenseNet121's 426 layers alone take minutes to trace on a shared 2-core machine,
+#: `--paper` uses it) on axial single-series slices of 48x48x24 volumes resized to 64x64; stage 2
+#: keeps 48x48 slices in chunks of 8 every 2 and a small CNN backbone under the BiLSTM(64).
+CPU_DEFAULTS = RsnaConfig(
+    stage1=SlicesConfig(
+        data=CaseSource(synthetic_cases=10, synthetic_shape=(48, 48, 24), modalities=("t1", "t1ce", "t2", "flair"),
+                        val_fraction=0.2, test_fraction=0.0),
+        slices=SliceSection(planes=("axial",), image_size=64),
+        model=SegmenterModel(encoder="resnet18", options={"decoder_filters": [32, 32, 16, 16, 8]}),
+        train=SegmenterTrain(epochs=5, batch_size=16, learning_rate=1e-3)),
+    data=Stage2Data(synthetic_train=60, synthetic_test=4, synthetic_shape=(48, 48, 24), val_fraction=0.3),
+    sequence=SequenceSection(image_size=48, chunk_length=8, chunk_stride=2),
+    model=ClassifierSection(encoder="small_cnn", options={"backbone_filters": [16, 32, 64]}),
+    train=ClassifierTrain(epochs=15, warmup_epochs=3, batch_size=8, learning_rate=1e-3),
+    output_dir="runs/rsna_two_stage",
+)
 
 
 @dataclasses.dataclass
@@ -205,20 +239,22 @@ def train_stage1(config):
         A `Stage1Result`.
     """
     from tfseg.data.slices import single_series_slices
+    from tfseg.export.savedmodel import serving_callable
     from tfseg.training.distributed import workflow_distribution
     from tfseg.workflows import brats_slices as bs
-    from tfseg.workflows.common import serving_callable
+    from tfseg.workflows.outputs import use_best_epoch
 
     s1 = stage1_config(config)
     dist = workflow_distribution("none")
-    cases = bs.find_cases(s1)
+    cases = bs.find_data(s1)
     train, val = bs.extract(s1, cases)
     train, val = single_series_slices(train), single_series_slices(val)
     logger.info("stage 1: %d training and %d validation single-series slices", len(train), len(val))
     train_ds, val_ds = bs.make_datasets(s1, train, val, dist)
     model = bs.build(s1, dist)
-    _, seconds = bs.train_model(s1, model, train_ds, val_ds, dist)
-    metrics = bs.evaluate(s1, model, val, seconds)
+    history, seconds = bs.train(s1, model, train_ds, val_ds, dist, val_slices=val)
+    best = use_best_epoch(model, history, s1.output_dir, monitor="val_dice")
+    metrics = {**bs.evaluate(s1, model, val, seconds), **best}
     metrics.update(train_slices=len(train), train_cases=len(cases.train), val_cases=len(cases.val),
                    input="single series, 3 identical channels", synthetic_data=cases.synthetic)
     bs.export(s1, model, metrics, dist)
@@ -230,7 +266,7 @@ def train_stage1(config):
 # Stage-2 data.
 # --------------------------------------------------------------------------------------------
 
-def find_patients(config, stage1_cases=()):
+def find_data(config, stage1_cases=()):
     """The task-2 patients, split by patient after leaving out those stage 1 saw (`data.drop_stage1_patients`).
 
     With `data.shuffle_labels`, the labels are permuted among the labelled patients first (seeded).
@@ -345,15 +381,14 @@ def prepare(config, patients, serve):
 # Stage-2 training and inference.
 # --------------------------------------------------------------------------------------------
 
-def build_classifier(config):
+def build(config, dist=None):
     """The slice-sequence classifier of `config.model` for chunks of `config.sequence`'s size (logits out)."""
     from tfseg.models import build_model
 
     seq = config.sequence
-    return build_model({"name": "slice_sequence_classifier",
+    return build_model({"name": config.model.name,
                         "input_shape": (seq.chunk_length, seq.image_size, seq.image_size, 3),
-                        "backbone": config.model.backbone, "weights": config.model.weights,
-                        "lstm_units": config.model.lstm_units, "dropout": config.model.dropout, **config.model.options})
+                        "backbone": config.model.encoder, "weights": config.model.weights, **config.model.options})
 
 
 def chunk_dataset(chunks, batch_size, training, seed=0, augment=True):
@@ -376,46 +411,56 @@ def chunk_dataset(chunks, batch_size, training, seed=0, augment=True):
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train_classifier(config, mri_type, chunks):
-    """Train the classifier of one MRI type on its training chunks (validation chunks monitored).
+def make_datasets(config, chunks, dist=None):
+    """`{mri_type: (train_ds, val_ds)}`: training chunks shuffled and flipped, validation chunks in order.
+
+    `val_ds` is None when the validation chunks lack one of the labels.
+
+    Raises:
+        ConfigError: the training chunks of an MRI type lack one of the labels.
+    """
+    from tfseg.errors import ConfigError
+
+    cfg = config.train
+    datasets = {}
+    for mri_type in config.data.mri_types:
+        train_set, val_set = chunks[mri_type]["train"], chunks[mri_type]["val"]
+        if not len(train_set.labels) or len(set(train_set.labels.tolist())) < 2:
+            raise ConfigError(f"{mri_type}: the training chunks need both labels (got {len(train_set.labels)} "
+                              "chunks); check the data and the tumour filter (sequence.min_ratio)")
+        has_val = len(set(val_set.labels.tolist())) == 2
+        datasets[mri_type] = (chunk_dataset(train_set, cfg.batch_size, True, cfg.seed, cfg.augment),
+                              chunk_dataset(val_set, cfg.batch_size, False) if has_val else None)
+    return datasets
+
+
+def train(config, model, train_ds, val_ds, dist=None, mri_type="FLAIR"):
+    """Train the classifier of one MRI type (validation AUC monitored); returns `(history, seconds)`.
 
     The learning rate rises linearly from a tenth of `train.learning_rate` over the warm-up
     epochs, then decays (cosine) to a tenth; with pretrained backbone weights the backbone is
-    also frozen during the warm-up (`fit_phases`). Outputs go to `<output_dir>/stage2/<type>`.
-
-    Returns:
-        The trained (logit) model.
+    also frozen for `model.freeze_epochs` (`fit_phases`). Outputs go to `<output_dir>/stage2/<type>`.
     """
     import keras
 
-    from tfseg.errors import ConfigError
     from tfseg.models.unet import set_encoder_trainable
     from tfseg.training import set_seed
     from tfseg.training.distributed import workflow_distribution
-    from tfseg.workflows.common import fit_phases
+    from tfseg.training.phases import fit_phases
 
-    train, val = chunks["train"], chunks["val"]
-    if not len(train.labels) or len(set(train.labels.tolist())) < 2:
-        raise ConfigError(f"{mri_type}: the training chunks need both labels (got {len(train.labels)} chunks); "
-                          "check the data and the tumour filter (sequence.min_ratio)")
     set_seed(config.train.seed)
     cfg = config.train
-    model = build_classifier(config)
-    steps = max(1, math.ceil(len(train.labels) / cfg.batch_size))
+    steps = max(1, int(train_ds.cardinality()))
     warm = min(cfg.warmup_epochs, cfg.epochs)
     schedule = keras.optimizers.schedules.CosineDecay(
         cfg.learning_rate * 0.1, decay_steps=max(1, (cfg.epochs - warm) * steps), alpha=0.1,
         warmup_target=cfg.learning_rate, warmup_steps=warm * steps)
-    train_ds = chunk_dataset(train, cfg.batch_size, True, cfg.seed, cfg.augment)
-    has_val = len(val.labels) > 0 and len(set(val.labels.tolist())) == 2
-    val_ds = chunk_dataset(val, cfg.batch_size, False) if has_val else None
-    freeze = warm if config.model.weights else 0
-    fit_phases(workflow_distribution("none"), model, keras.losses.BinaryCrossentropy(from_logits=True),
-               keras.optimizers.Adam(schedule), [keras.metrics.AUC(from_logits=True, name="auc")], train_ds, val_ds,
-               epochs=cfg.epochs, output_dir=os.path.join(config.output_dir, "stage2", mri_type),
-               monitor="val_auc" if has_val else "auc", freeze_epochs=freeze,
-               set_encoder_trainable=set_encoder_trainable, resume=config.resume, verbose=cfg.verbose)
-    return model
+    freeze = config.model.freeze_epochs if config.model.weights else 0
+    return fit_phases(dist or workflow_distribution("none"), model, keras.losses.BinaryCrossentropy(from_logits=True),
+                      keras.optimizers.Adam(schedule), [keras.metrics.AUC(from_logits=True, name="auc")], train_ds,
+                      val_ds, epochs=cfg.epochs, output_dir=os.path.join(config.output_dir, "stage2", mri_type),
+                      monitor="val_auc" if val_ds is not None else "auc", freeze_epochs=freeze,
+                      set_encoder_trainable=set_encoder_trainable, resume=config.resume, verbose=cfg.verbose)
 
 
 def predict_chunks(config, model, x):
@@ -522,7 +567,7 @@ def export_classifier(config, model, path):
     return path
 
 
-def export(config, models, metrics, rows):
+def export(config, models, metrics, dist=None, rows=()):
     """Write `stage2/<type>/model.keras` and `saved_model/`, `val_predictions.csv`, `metrics.json`, `config.json`."""
     from tfseg.training.config import to_dict
     from tfseg.utils.atomic import atomic_save_model, atomic_write_json, atomic_write_text
@@ -545,12 +590,13 @@ def run(config):
 
     started = time.perf_counter()
     stage1 = train_stage1(config)
-    patients = find_patients(config, stage1.patients)
+    patients = find_data(config, stage1.patients)
     data = prepare(config, patients, stage1.serve)
     models = {}
     train_started = time.perf_counter()
-    for mri_type in config.data.mri_types:
-        models[mri_type] = train_classifier(config, mri_type, data[mri_type])
+    for mri_type, (train_ds, val_ds) in make_datasets(config, data).items():
+        models[mri_type] = build(config)
+        train(config, models[mri_type], train_ds, val_ds, mri_type=mri_type)
     train_seconds = time.perf_counter() - train_started
     metrics, rows = evaluate(config, models, data)
     if patients.test:
@@ -561,13 +607,13 @@ def run(config):
                    stage2_train_seconds=round(train_seconds, 1), shuffled_labels=config.data.shuffle_labels,
                    synthetic_data=patients.synthetic, skipped_records=len(patients.problems),
                    wall_seconds=round(time.perf_counter() - started, 1))
-    export(config, models, metrics, rows)
+    export(config, models, metrics, rows=rows)
     return metrics
 
 
 def summary_table(metrics):
     """Patient- and chunk-level AUC, per MRI type and overall, and the stage-1 Dice."""
-    from tfseg.workflows.common import format_rows
+    from tfseg.reports import format_rows
 
     def show(value):
         return "n/a" if value is None else f"{value:.4f}"
@@ -586,24 +632,15 @@ def summary_table(metrics):
 
 
 def add_arguments(parser, defaults):
-    """The recipe's flags; each overrides the matching config field."""
-    train = defaults.train
-    parser.add_argument("--config", help="JSON config (fields as in RsnaConfig); flags override it")
-    parser.add_argument("--epochs", type=int, help=f"stage-2 epochs per MRI type ({train.epochs})")
-    parser.add_argument("--warmup-epochs", type=int, help=f"stage-2 warm-up epochs ({train.warmup_epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"chunks per batch ({train.batch_size})")
-    parser.add_argument("--learning-rate", type=float, help=f"stage-2 learning rate ({train.learning_rate})")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`; `--epochs`,
+    `--batch-size` and `--learning-rate` set stage 2)."""
+    parser.add_argument("--warmup-epochs", type=int, help=f"stage-2 warm-up epochs ({defaults.train.warmup_epochs})")
     parser.add_argument("--stage1-epochs", type=int, help=f"stage-1 epochs ({defaults.stage1.train.epochs})")
-    parser.add_argument("--output-dir", help=f"where both stages' outputs go ({defaults.output_dir})")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoints")
-    parser.add_argument("--seed", type=int, help=f"seed of the splits, shuffling and synthetic data ({train.seed})")
-    parser.add_argument("--on-error", choices=("skip", "raise"), help=f"a bad file ({defaults.data.on_error})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--brats-dir", help="stage 1: a BraTS 2021 task-1 folder (default: synthetic)")
     parser.add_argument("--data-dir", help="stage 2: the RSNA-MICCAI folder with train/, train_labels.csv and "
                                            "test/ (default: synthetic)")
     parser.add_argument("--mri-types", nargs="+", choices=MRI_TYPES, help="series used, one classifier each")
-    parser.add_argument("--backbone", help=f"slice backbone ({defaults.model.backbone})")
+    parser.add_argument("--backbone", help=f"slice backbone ({defaults.model.encoder})")
     parser.add_argument("--weights", help="'imagenet' or a weights file for the slice backbone")
     parser.add_argument("--chunk-length", type=int, help=f"slices per chunk ({defaults.sequence.chunk_length})")
     parser.add_argument("--chunk-stride", type=int, help=f"step between chunks ({defaults.sequence.chunk_stride})")
@@ -615,19 +652,13 @@ def add_arguments(parser, defaults):
     return parser
 
 
-def config_from_args(args, defaults):
-    """`defaults` (or the `--config` file) with the given flags applied."""
-    from tfseg.training.config import load_config, override
-
-    config = load_config(args.config, RsnaConfig) if args.config else defaults
-    return override(config, {
-        "train.epochs": args.epochs, "train.warmup_epochs": args.warmup_epochs, "train.batch_size": args.batch_size,
-        "train.learning_rate": args.learning_rate, "train.seed": args.seed, "stage1.train.seed": args.seed,
-        "stage1.train.epochs": args.stage1_epochs, "output_dir": args.output_dir, "resume": args.resume,
-        "data.on_error": args.on_error, "stage1.data.on_error": args.on_error,
-        "train.verbose": 0 if args.quiet else None, "stage1.train.verbose": 0 if args.quiet else None,
-        "stage1.data.data_dir": args.brats_dir, "data.data_dir": args.data_dir,
-        "data.mri_types": args.mri_types, "model.backbone": args.backbone, "model.weights": args.weights,
-        "sequence.chunk_length": args.chunk_length, "sequence.chunk_stride": args.chunk_stride,
-        "sequence.tta_zoom": args.tta_zoom, "data.drop_stage1_patients": False if args.keep_stage1_patients else None,
-        "data.shuffle_labels": args.shuffle_labels})
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags (the seed and verbosity reach stage 1 too)."""
+    return {"train.warmup_epochs": args.warmup_epochs, "stage1.train.epochs": args.stage1_epochs,
+            "stage1.train.seed": args.seed, "stage1.data.on_error": args.on_error, "resume": args.resume,
+            "stage1.train.verbose": 0 if args.quiet else None, "stage1.data.data_dir": args.brats_dir,
+            "data.data_dir": args.data_dir, "data.mri_types": args.mri_types, "model.encoder": args.backbone,
+            "model.weights": args.weights, "sequence.chunk_length": args.chunk_length,
+            "sequence.chunk_stride": args.chunk_stride, "sequence.tta_zoom": args.tta_zoom,
+            "data.drop_stage1_patients": False if args.keep_stage1_patients else None,
+            "data.shuffle_labels": args.shuffle_labels}

@@ -24,22 +24,18 @@ import os
 
 import numpy as np
 
+from tfseg.datasets.splits import DataSplit
 from tfseg.training.config import choice
-from tfseg.training.distributed import DISTRIBUTE_CHOICES, strategy_distribution, workflow_distribution
-from tfseg.workflows.common import ImagePreparation, ModelSection as BaseModelSection
-from tfseg.workflows.recipe import DataSplit
+from tfseg.training.distributed import DISTRIBUTE_CHOICES, as_distribution, workflow_distribution
+from tfseg.workflows import sections
+from tfseg.workflows.outputs import use_best_epoch
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("background", "left_ventricle")
 
-#: `--paper`: the published sizes (full-width network, 4096-wide fc6/fc7, 256x256, batch 1, Adam 1e-4).
-PAPER_SIZES = {"model.options": {"width": 1.0, "fc_units": 4096, "dropout": 0.5}, "data.image_size": 256,
-               "train.batch_size": 1, "train.learning_rate": 1e-4, "train.epochs": 20}
-
-
 @dataclasses.dataclass
-class DataSection(ImagePreparation):
+class DataSection(sections.ImagePreparation):
     """Where the data is and how it is prepared.
 
     Attributes:
@@ -67,23 +63,21 @@ class DataSection(ImagePreparation):
 
 
 @dataclasses.dataclass
-class ModelSection(BaseModelSection):
-    """Which model (FCN-8s by default): a registered builder name, its weights and extra builder arguments."""
+class ModelSection(sections.ModelSection):
+    """Which model (FCN-8s by default); see `tfseg.workflows.sections.ModelSection`."""
 
     name: str = "fcn8s"
 
 
 @dataclasses.dataclass
-class TrainSection:
-    """Optimization settings (Adam, as in the DIGITS lab; cosine or polynomial decay)."""
+class TrainSection(sections.TrainSection):
+    """Optimization settings: Adam with a cosine decay and soft Dice + cross-entropy by default."""
 
     epochs: int = 10
     batch_size: int = 8
     learning_rate: float = 1e-4
-    lr_schedule: str = choice("cosine", ("constant", "cosine", "poly"))
-    loss: str = choice("dice_ce", ("dice", "dice_ce", "ce"))
-    seed: int = 0
-    verbose: int = 1
+    lr_schedule: str = choice("cosine", tuple(sections.SCHEDULES))
+    loss: str = choice("dice_ce", tuple(sections.LOSSES))
 
 
 @dataclasses.dataclass
@@ -96,6 +90,34 @@ class SunnybrookConfig:
     output_dir: str = "runs/sunnybrook"
     resume: bool = False
     distribute: str = choice("none", DISTRIBUTE_CHOICES)
+
+
+CONFIG_CLASS = SunnybrookConfig
+
+#: The built-in CPU defaults of FCN-8s: a VGG16 encoder at a quarter of its width, 256-wide
+#: fc6/fc7, 256x256, 20 epochs of Adam 1e-3 (cosine decay) on soft Dice + cross-entropy.
+CPU_DEFAULTS = SunnybrookConfig(
+    data=DataSection(image_size=256),
+    model=ModelSection(name="fcn8s", options={"width": 0.25, "fc_units": 256, "dropout": 0.1}),
+    train=TrainSection(epochs=20, batch_size=8, learning_rate=1e-3, loss="dice_ce"),
+    output_dir="runs/sunnybrook_fcn8s",
+)
+
+#: The built-in CPU defaults of FCN-AlexNet: half-width AlexNet, 512-wide fc6/fc7.
+ALEXNET_CPU_DEFAULTS = dataclasses.replace(
+    CPU_DEFAULTS, model=ModelSection(name="fcn_alexnet", options={"width": 0.5, "fc_units": 512, "dropout": 0.1}),
+    output_dir="runs/sunnybrook_fcn_alexnet")
+
+#: `--paper`: the DIGITS lab's settings: the published FCN-8s (full VGG16, 4096-wide fc6/fc7),
+#: 256x256, batch 1, 20 epochs, Adam 1e-4 with a fixed learning rate, softmax cross-entropy
+#: (Dice is reported, not optimized), no augmentation.
+PAPER = {"model.options": {"width": 1.0, "fc_units": 4096, "dropout": 0.5}, "data.image_size": 256,
+         "data.augment": False,
+         "train.batch_size": 1, "train.epochs": 20, "train.learning_rate": 1e-4, "train.optimizer": "adam",
+         "train.lr_schedule": "constant", "train.loss": "ce"}
+
+#: `--paper` for FCN-AlexNet: the same settings on the published AlexNet sizes.
+ALEXNET_PAPER = dict(PAPER)
 
 
 def find_data(config):
@@ -126,7 +148,7 @@ def find_data(config):
     return DataSplit(split.train, split.val, problems, use_synthetic)
 
 
-def make_datasets(config, split):
+def make_datasets(config, split, dist=None):
     """Decode the records once and build the training and validation tf.data pipelines.
 
     Returns:
@@ -148,80 +170,80 @@ def make_datasets(config, split):
                   channels=data.channels, seed=config.train.seed)
     train_ds = segmentation_dataset(train.images, train.masks, training=True, augmentation=augmentation, **common)
     val_ds = segmentation_dataset(val.images, val.masks, training=False, **common)
+    if dist is not None:
+        train_ds = dist.shard(train_ds)
     return train_ds, val_ds, val
 
 
-def build(config, strategy=None):
-    """Build the configured model (under `strategy.scope()` when one is given)."""
-    import contextlib
-
+def build(config, dist=None):
+    """Build the configured model (under the scope of `dist`, a `Distribution` or a `tf.distribute.Strategy`)."""
     from tfseg.models import build_model
+    from tfseg.training.phases import scope
 
     data = config.data
     spec = {"name": config.model.name, "input_shape": (data.image_size, data.image_size, data.channels),
             "num_classes": len(CLASS_NAMES), "weights": config.model.weights, **config.model.options}
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    with scope(dist):
         return build_model(spec)
 
 
-def make_loss(name):
-    """The training loss by config name: soft Dice, Dice + cross-entropy, or cross-entropy alone."""
-    import keras
-
-    from tfseg.losses import DiceCrossEntropyLoss, DiceLoss
-
-    if name == "dice":
-        return DiceLoss(mode="softmax")
-    if name == "dice_ce":
-        return DiceCrossEntropyLoss(mode="softmax")
-    return keras.losses.SparseCategoricalCrossentropy()
-
-
-def make_metrics():
-    """Foreground Dice and IoU (dataset-level) and pixel accuracy: together they show class imbalance."""
-    from tfseg.metrics import DiceScore, IoUScore, PixelAccuracy
-
-    return [DiceScore(num_classes=2, class_id=1, name="dice"), IoUScore(num_classes=2, class_id=1, name="iou"),
-            PixelAccuracy(name="pixel_accuracy")]
-
-
-def make_optimizer(train, steps_per_epoch):
-    """Adam with the configured learning-rate schedule over the whole run."""
-    import keras
-
-    total = max(1, train.epochs * steps_per_epoch)
-    if train.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(train.learning_rate, total, alpha=0.05)
-    elif train.lr_schedule == "poly":
-        rate = keras.optimizers.schedules.PolynomialDecay(train.learning_rate, total, train.learning_rate * 0.01,
-                                                          power=0.9)
-    else:
-        rate = train.learning_rate
-    return keras.optimizers.Adam(rate)
-
-
-def train(config, model, train_ds, val_ds, strategy=None, dist=None):
+def train(config, model, train_ds, val_ds, dist=None, val_samples=None):
     """Train with the tfseg trainer: checkpoints every epoch, CSV/TensorBoard logs, resume.
 
     Args:
-        strategy: a `tf.distribute.Strategy` the model was built under (default: none).
-        dist: a `Distribution` from `workflow_distribution` (overrides `strategy`): its trainer,
-            learning-rate scaling and warm-up; `train_ds` is this rank's share (`dist.shard`).
+        dist: a `Distribution` from `workflow_distribution` (its trainer, learning-rate scaling
+            and warm-up; `train_ds` is then this rank's share), or the `tf.distribute.Strategy`
+            the model was built under, or None.
+        val_samples: the decoded validation images: scored at their original size through the
+            serving path every few epochs (`val_dice`, which picks `best.keras`); `val_ds`
+            (resized to the training size) is logged as `resized_val_*`.
 
     Returns:
         `(history, train_seconds)`.
     """
     from tfseg.training import set_seed
-    from tfseg.workflows.common import fit_phases
+    from tfseg.training.phases import fit_phases
+    from tfseg.training.registries import make_loss, make_metrics, make_optimizer
+    from tfseg.training.validation import whole_image_validation
 
     set_seed(config.train.seed)
-    dist = dist or strategy_distribution(strategy)
-    steps = int(train_ds.cardinality())
-    train_config = dataclasses.replace(config.train, learning_rate=dist.learning_rate(config.train.learning_rate))
-    return fit_phases(dist, model, make_loss(config.train.loss), make_optimizer(train_config, steps), make_metrics(),
-                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir, monitor="val_dice",
-                      resume=config.resume, verbose=config.train.verbose)
+    dist = as_distribution(dist)
+    optimizer = make_optimizer(config.train, int(train_ds.cardinality()), dist.learning_rate(config.train.learning_rate))
+    # Dice and IoU of the LV with pixel accuracy: together they show the class imbalance.
+    metrics = make_metrics(("dice", "iou", "pixel_accuracy"), CLASS_NAMES, mode="softmax")
+    validation = [] if val_samples is None else whole_image_validation(
+        lambda m: held_out_predictions(config, m, val_samples)[2], every=config.train.validate_every)
+    return fit_phases(dist, model, make_loss(config.train.loss, mode="softmax"), optimizer, metrics,
+                      train_ds, val_ds, epochs=config.train.epochs, output_dir=config.output_dir,
+                      monitor="val_dice" if val_samples is not None else "resized_val_dice", resume=config.resume,
+                      verbose=config.train.verbose, extra_callbacks=validation, validation_prefix="resized_val_")
+
+
+def held_out_predictions(config, model, val_samples):
+    """Predict the validation images at their original size through the serving function, and score them.
+
+    Returns:
+        `(predicted labels, true labels, scores)`, the labels flattened over all images; the scores
+        are `val_dice`, `val_iou`, `val_precision`, `val_recall` of the LV over all validation
+        pixels (also with the `_left_ventricle` suffix) and `val_pixel_accuracy`: the figures
+        validation logs and `metrics.json` holds.
+    """
+    from tfseg.export.savedmodel import serving_callable
+    from tfseg.metrics import segmentation_scores
+
+    serve = serving_callable(model, serving_spec(config))
+    truth, predicted = [], []
+    for image, mask in zip(val_samples.images, val_samples.masks):
+        labels = serve(np.asarray(image, np.float32)[None, ..., None])["labels"][0]
+        truth.append(np.asarray(mask).ravel())
+        predicted.append(np.asarray(labels).ravel())
+    truth = np.concatenate(truth)
+    predicted = np.concatenate(predicted)
+    counts = segmentation_scores(predicted, truth, num_classes=2)
+    scores = {"val_pixel_accuracy": float(np.mean(predicted == truth))}
+    for score in ("dice", "iou", "precision", "recall"):
+        scores[f"val_{score}"] = scores[f"val_{score}_left_ventricle"] = float(counts[score][1])
+    return predicted, truth, scores
 
 
 def evaluate(config, model, val_samples, split=None, train_seconds=None):
@@ -237,24 +259,10 @@ def evaluate(config, model, val_samples, split=None, train_seconds=None):
     """
     from tfseg.metrics import segmentation_scores
 
-    from tfseg.workflows.common import serving_callable
-
-    serve = serving_callable(model, serving_spec(config))
-    truth, predicted = [], []
-    for image, mask in zip(val_samples.images, val_samples.masks):
-        labels = serve(np.asarray(image, np.float32)[None, ..., None])["labels"][0]
-        truth.append(np.asarray(mask).ravel())
-        predicted.append(np.asarray(labels).ravel())
-    truth = np.concatenate(truth)
-    predicted = np.concatenate(predicted)
-    native = segmentation_scores(predicted, truth, num_classes=2)
+    predicted, truth, scores = held_out_predictions(config, model, val_samples)
     lazy = segmentation_scores(np.zeros_like(truth), truth, num_classes=2)
     metrics = {
-        "val_dice": float(native["dice"][1]),
-        "val_iou": float(native["iou"][1]),
-        "val_pixel_accuracy": float(np.mean(predicted == truth)),
-        "val_precision": float(native["precision"][1]),
-        "val_recall": float(native["recall"][1]),
+        **scores,
         "val_images": len(val_samples),
         "val_cases": len({r.case for r in val_samples.records}),
         "foreground_fraction": float(np.mean(truth == 1)),
@@ -285,7 +293,7 @@ def serving_spec(config, metrics=None):
 
 def export(config, model, metrics):
     """Write `model.keras`, the SavedModel (`saved_model/`), `metrics.json` and `config.json` into the output directory."""
-    from tfseg.workflows.common import write_run_outputs
+    from tfseg.workflows.outputs import write_run_outputs
 
     write_run_outputs(config, model, serving_spec(config, metrics), metrics)
 
@@ -295,20 +303,20 @@ def run(config):
     dist = workflow_distribution(config.distribute)  # first: collectives need a fresh TF runtime
     with dist.chief_first():  # the chief writes the synthetic dataset, the other ranks then read it
         split = find_data(config)
-    train_ds, val_ds, val_samples = make_datasets(config, split)
-    train_ds = dist.shard(train_ds)
-    model = build(config, dist.strategy)
-    history, seconds = train(config, model, train_ds, val_ds, dist=dist)
+    train_ds, val_ds, val_samples = make_datasets(config, split, dist)
+    model = build(config, dist)
+    history, seconds = train(config, model, train_ds, val_ds, dist=dist, val_samples=val_samples)
     if not dist.is_chief:  # the chief evaluates and writes the outputs
         return None
-    metrics = evaluate(config, model, val_samples, split, seconds)
+    best = use_best_epoch(model, history, config.output_dir, monitor="val_dice")
+    metrics = {**evaluate(config, model, val_samples, split, seconds), **best}
     export(config, model, metrics)
     return metrics
 
 
 def summary_table(metrics):
     """A short text table of the headline figures, with the class-imbalance comparison."""
-    from tfseg.workflows.common import format_rows
+    from tfseg.reports import format_rows
 
     return format_rows([
         ("model", metrics.get("model", "")),
@@ -324,13 +332,8 @@ def summary_table(metrics):
 
 
 def add_arguments(parser, defaults):
-    """The recipe's command-line flags; each one overrides the matching config field."""
-    from tfseg.workflows.common import add_common_arguments
-
-    data, train = defaults.data, defaults.train
-    add_common_arguments(parser, train.epochs, train.batch_size, train.learning_rate, defaults.output_dir,
-                         train.seed, data.on_error, defaults.distribute,
-                         config_help="JSON config file (fields as in SunnybrookConfig); flags override it")
+    """The workflow's own flags (the shared ones come from `tfseg.workflows.entry`)."""
+    data = defaults.data
     parser.add_argument("--image-dir", help="root of the DICOM case folders (default: synthetic data)")
     parser.add_argument("--contour-dir", help="root of the contour case folders (default: synthetic data)")
     parser.add_argument("--contour", choices=("icontour", "ocontour"), help=f"target contour ({data.contour})")
@@ -340,15 +343,17 @@ def add_arguments(parser, defaults):
     return parser
 
 
-def config_from_args(args, defaults):
-    """Start from `defaults` (or the `--config` file), then apply the flags that were given."""
-    from tfseg.training.config import override
-    from tfseg.workflows.common import load_with_overrides
+def flag_overrides(args):
+    """Dotted-path config updates of the workflow's own flags."""
+    return {"data.image_dir": args.image_dir, "data.contour_dir": args.contour_dir, "data.contour": args.contour,
+            "data.image_size": args.image_size, "data.synthetic_cases": args.synthetic_cases,
+            "model.weights": args.weights}
 
-    config = load_with_overrides(args, defaults, SunnybrookConfig, {
-        "data.image_dir": args.image_dir, "data.contour_dir": args.contour_dir, "data.contour": args.contour,
-        "data.image_size": args.image_size, "data.synthetic_cases": args.synthetic_cases,
-        "model.weights": args.weights})
+
+def adjust_config(config, explicit=()):
+    """ImageNet weights need 3-channel input: grayscale images are fed as RGB."""
+    from tfseg.training.config import override
+
     if config.model.weights == "imagenet" and config.data.channels == 1:
-        config = override(config, {"data.channels": 3})
+        return override(config, {"data.channels": 3})
     return config

@@ -145,7 +145,7 @@ def _crop_one(x, start, size):
     return out
 
 
-def crop_start(shape, size, seed, label=None, foreground_probability=0.0):
+def crop_start(shape, size, seed, label=None, foreground_probability=0.0, classes=None):
     """Draw the start of a random crop window of `size` inside a volume of spatial `shape`.
 
     With probability `foreground_probability` (and when `label` has a voxel > 0) the window is
@@ -154,15 +154,29 @@ def crop_start(shape, size, seed, label=None, foreground_probability=0.0):
     is uniform over the positions where the window fits. On an axis where the volume is smaller
     than the window, the volume is centred (start = -(size - shape) // 2).
 
+    With `classes` (label values, for a `(D, H, W)` label map), a foreground window is centred on
+    a voxel of one class drawn uniformly among the classes present in the volume, then a voxel of
+    that class: small classes (a few hundred voxels of enhancing tumour next to thousands of
+    oedema) are seen as often as large ones, as nnU-Net oversamples each class.
+
     Args:
         shape: spatial shape `(D, H, W)` (int tensor or tuple).
         size: crop size `(d, h, w)`.
         seed: stateless seed, shape `(2,)`.
         label: `(D, H, W)` or `(D, H, W, K)` tensor (foreground = any value > 0), or None.
         foreground_probability: in [0, 1].
+        classes: label values to sample in turn (e.g. BraTS `(1, 2, 4)`), or None for any voxel > 0.
 
     Returns:
         int32 tensor `(3,)`, for `crop`.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> label = tf.concat([tf.fill((10, 4, 4), 2), tf.fill((1, 4, 4), 4)], axis=0)   # one slice of 4
+        >>> starts = [int(crop_start((11, 4, 4), (1, 4, 4), (0, i), tf.cast(label, tf.uint8), 1.0, (2, 4))[0])
+        ...           for i in range(200)]
+        >>> 0.3 < sum(s == 10 for s in starts) / 200 < 0.7      # class 4 drawn about half of the time
+        True
     """
     size = _check_size(size)
     foreground_probability = _check_probability(foreground_probability, "foreground_probability")
@@ -184,6 +198,12 @@ def crop_start(shape, size, seed, label=None, foreground_probability=0.0):
         fg = label > tf.zeros([], label.dtype)
         if fg.shape.rank == 4:
             fg = tf.reduce_any(fg, axis=-1)
+        if classes:
+            values = tf.constant([int(c) for c in classes], label.dtype)
+            present = tf.reduce_any(tf.equal(label[..., None], values), axis=[0, 1, 2])
+            scores = tf.where(present, tf.random.stateless_uniform([len(classes)], seed=seeds[1] + 7), -1.0)
+            chosen = values[tf.argmax(scores)]
+            fg = tf.logical_and(fg, tf.equal(label, chosen))
         coords = tf.cast(tf.where(fg), tf.int32)
         count = tf.shape(coords)[0]
 
@@ -199,7 +219,7 @@ def crop_start(shape, size, seed, label=None, foreground_probability=0.0):
     return tf.cond(choose, foreground_start, lambda: uniform)
 
 
-def random_crop(image, label, size, seed, foreground_probability=0.0):
+def random_crop(image, label, size, seed, foreground_probability=0.0, classes=None):
     """Crop a random window of `size` from image and label (zero-padded if the volume is smaller).
 
     Args:
@@ -209,6 +229,7 @@ def random_crop(image, label, size, seed, foreground_probability=0.0):
         seed: stateless seed, shape `(2,)`.
         foreground_probability: probability that the window is placed around a random voxel
             with label > 0 (see `crop_start`); 0 gives uniform windows.
+        classes: label values sampled in turn for foreground windows (see `crop_start`).
 
     Returns:
         `(image, label)` of spatial shape `size`.
@@ -221,7 +242,7 @@ def random_crop(image, label, size, seed, foreground_probability=0.0):
         1
     """
     image = tf.convert_to_tensor(image)
-    start = crop_start(tf.shape(image)[:3], size, seed, label, foreground_probability)
+    start = crop_start(tf.shape(image)[:3], size, seed, label, foreground_probability, classes)
     return crop(image, label, start, size)
 
 
