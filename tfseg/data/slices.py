@@ -46,7 +46,7 @@ from tfseg.utils.problems import ProblemLog, check_policy
 logger = logging.getLogger(__name__)
 
 __all__ = ["PLANES", "Slice", "tumour_brain_ratio", "slice_difference", "plane_slice",
-           "extract_slices", "read_case", "check_channels", "slices_from_cases"]
+           "extract_slices", "read_case", "check_channels", "slices_from_cases", "single_series_slices"]
 
 #: Plane name -> the memory axis of `(D, H, W[, C])` that a slice of that plane fixes.
 PLANES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -320,3 +320,32 @@ def slices_from_cases(cases, channels=("flair", "t1ce", "t2"), planes=("axial", 
     logger.info("%d slices kept from %d cases (%d skipped)", len(gathered),
                 len({s.case_id for s in gathered}), len(log))
     return gathered
+
+
+def single_series_slices(slices, rgb=True):
+    """Split stacked-modality slices into one slice per modality (W5's stage 1 pools the MRI types).
+
+    Each `(h, w, C)` slice becomes C slices of one series each, with the same label, plane, index
+    and case; with `rgb` the single channel is repeated 3 times (a grayscale image fed to an RGB
+    encoder, as the workflow feeds any one series to its segmenter).
+
+    Args:
+        slices: a list of `Slice` (e.g. from `slices_from_cases` with several channels).
+        rgb: repeat each series' channel to 3 identical channels.
+
+    Returns:
+        A list of `Slice`, `C` per input slice, modality-major within each input slice.
+
+    Example:
+        >>> s = Slice("axial", 3, np.stack([np.zeros((2, 2)), np.ones((2, 2))], -1), np.zeros((2, 2), np.uint8))
+        >>> pooled = single_series_slices([s])
+        >>> len(pooled), pooled[1].image.shape, float(pooled[1].image.min())
+        (2, (2, 2, 3), 1.0)
+    """
+    pooled = []
+    for item in slices:
+        for c in range(item.image.shape[-1]):
+            channel = item.image[..., c:c + 1]
+            image = np.repeat(channel, 3, axis=-1) if rgb else channel.copy()
+            pooled.append(dataclasses.replace(item, image=image))
+    return pooled

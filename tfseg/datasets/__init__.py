@@ -8,6 +8,9 @@ from their modules on first use:
 - `tfseg.datasets.sunnybrook`: `find_sunnybrook`, `SunnybrookRecord`, `SAX_SERIES`, `load_sample`;
 - `tfseg.datasets.brats`: `find_brats`, `BratsCase`, `MODALITIES`, `LABELS`, `REGIONS`;
 - `tfseg.datasets.lgg`: `find_lgg`, `LggRecord` (Kaggle lgg-mri-segmentation, or train_image/train_mask);
+- `tfseg.datasets.rsna`: `find_rsna`, `RsnaPatient`, `read_labels`, `split_patients`, `MRI_TYPES`
+  (RSNA-MICCAI task 2: MGMT labels, DICOM series per MRI type) and `tfseg.datasets.synthetic_rsna`:
+  `write_rsna`, `ensure_rsna`;
 - `tfseg.datasets.rtstruct`: `find_rtstruct_cases`, `RtstructRecord`, `load_case` (DICOM series
   labelled by RT structure sets);
 - `tfseg.datasets.datalist`: `read_datalist`, `write_datalist`, `datalist_from_cases`, `DatalistRecord`;
@@ -50,6 +53,14 @@ _LAZY = {
     "datalist_from_cases": "tfseg.datasets.datalist",
     "read_datalist": "tfseg.datasets.datalist",
     "write_datalist": "tfseg.datasets.datalist",
+    "MRI_TYPES": "tfseg.datasets.rsna",
+    "RsnaPatient": "tfseg.datasets.rsna",
+    "find_rsna": "tfseg.datasets.rsna",
+    "read_labels": "tfseg.datasets.rsna",
+    "split_patients": "tfseg.datasets.rsna",
+    "SyntheticRsna": "tfseg.datasets.synthetic_rsna",
+    "write_rsna": "tfseg.datasets.synthetic_rsna",
+    "ensure_rsna": "tfseg.datasets.synthetic_rsna",
     "SyntheticBrats": "tfseg.datasets.synthetic",
     "write_brats": "tfseg.datasets.synthetic",
     "ensure_brats": "tfseg.datasets.synthetic",

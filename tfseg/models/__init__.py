@@ -13,7 +13,9 @@ from tfseg.models.fcn import fcn8s, fcn_alexnet
 from tfseg.models.segresnet import inference_model, segresnet, segresnet_vae
 from tfseg.models.resunet import resunet
 from tfseg.models.encoder import set_encoder_trainable
+from tfseg.models.sequence import slice_sequence_classifier
 from tfseg.models.unet import unet, unet_plus_plus
 
 __all__ = ["build_model", "fcn8s", "fcn_alexnet", "get_builder", "inference_model", "list_models", "register_model",
-           "resunet", "segresnet", "segresnet_vae", "set_encoder_trainable", "unet", "unet_plus_plus"]
+           "resunet", "segresnet", "segresnet_vae", "set_encoder_trainable", "slice_sequence_classifier", "unet",
+           "unet_plus_plus"]

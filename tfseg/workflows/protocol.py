@@ -127,6 +127,8 @@ WORKFLOWS = {entry.name: entry for entry in (
                   "lgg_resunet.py"),
     WorkflowEntry("brats-slices", "tfseg.workflows.brats_slices",
                   "WT/ET on 3-plane BraTS slices, UNet++ DenseNet121 (W5 stage 1)", "brats_unetpp_slices.py"),
+    WorkflowEntry("rsna", "tfseg.workflows.rsna",
+                  "MGMT status from MR series: UNet++ masks, then CNN + BiLSTM per MRI type (W5)", "rsna_two_stage.py"),
 )}
 
 
