@@ -45,9 +45,8 @@ import numpy as np
 from tfseg.datasets.rsna import MRI_TYPES
 from tfseg.training.config import choice
 from tfseg.workflows import sections
-from tfseg.workflows.brats_cases import CaseSource
 from tfseg.workflows.brats_slices import ModelSection as SegmenterModel
-from tfseg.workflows.brats_slices import SliceSection, SlicesConfig
+from tfseg.workflows.brats_slices import SliceSection, SlicesConfig, SlicesSource
 from tfseg.workflows.brats_slices import TrainSection as SegmenterTrain
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ PAPER = {
 
 
 def _stage1_default():
-    return SlicesConfig(data=CaseSource(val_fraction=0.2, test_fraction=0.0, modalities=("t1", "t1ce", "t2", "flair")),
+    return SlicesConfig(data=SlicesSource(modalities=("t1", "t1ce", "t2", "flair")),
                         slices=SliceSection(), model=SegmenterModel(), train=SegmenterTrain(epochs=200))
 
 
@@ -182,7 +181,7 @@ CLASS_NAMES = ("MGMT_methylated",)
 #: keeps 48x48 slices in chunks of 8 every 2 and a small CNN backbone under the BiLSTM(64).
 CPU_DEFAULTS = RsnaConfig(
     stage1=SlicesConfig(
-        data=CaseSource(synthetic_cases=10, synthetic_shape=(48, 48, 24), modalities=("t1", "t1ce", "t2", "flair"),
+        data=SlicesSource(synthetic_cases=10, synthetic_shape=(48, 48, 24), modalities=("t1", "t1ce", "t2", "flair"),
                         val_fraction=0.2, test_fraction=0.0),
         slices=SliceSection(planes=("axial",), image_size=64),
         model=SegmenterModel(encoder="resnet18", options={"decoder_filters": [32, 32, 16, 16, 8]}),
