@@ -568,7 +568,7 @@ class SyntheticBrats:
         return find_brats(self.root, modalities=modalities, on_error=on_error, problems=problems)
 
 
-def _brats_is_lgg(index):
+def brats_is_lgg(index):
     """Every fourth case is LGG-like: a non-enhancing tumour, no label 4."""
     return index % 4 == 3
 
@@ -579,14 +579,14 @@ def _brats_names(layout, index):
         return "", f"BraTS2021_{index:05d}", ".nii.gz"
     if layout == "2020":
         return "", f"BraTS20_Training_{index + 1:03d}", ".nii"
-    lgg = _brats_is_lgg(index)
+    lgg = brats_is_lgg(index)
     return ("LGG" if lgg else "HGG"), f"Brats18_{'TCIA09' if lgg else 'TCIA01'}_{index + 1:03d}_1", ".nii.gz"
 
 
 def _brats_case_record(root, layout, index):
     grade_dir, case_id, ext = _brats_names(layout, index)
     folder = os.path.join(root, grade_dir, case_id)
-    grade = None if layout == "2021" else ("LGG" if _brats_is_lgg(index) else "HGG")
+    grade = None if layout == "2021" else ("LGG" if brats_is_lgg(index) else "HGG")
     images = tuple(os.path.join(folder, f"{case_id}_{m}{ext}") for m in MODALITIES)
     return folder, BratsCase(case_id, images, os.path.join(folder, f"{case_id}_seg{ext}"), grade)
 
@@ -648,7 +648,7 @@ def _smooth_field(grid, shape, rng, amplitude):
     return sum(c * t for c, t in zip(coefficients, terms))
 
 
-def _brats_case_arrays(shape, rng, lgg, small):
+def brats_case_arrays(shape, rng, lgg, small):
     """Draw one case: ``({modality: int16 (x, y, z)}, uint8 label (x, y, z))``."""
     size = np.asarray(shape, dtype=np.float32)
     axes_vec = [np.arange(n, dtype=np.float32) - np.float32((n - 1) / 2.0) for n in shape]
@@ -871,7 +871,7 @@ def write_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
     for index in range(kwargs["num_cases"]):
         folder, record = _brats_case_record(root, kwargs["layout"], index)
         rng = np.random.default_rng([kwargs["seed"], index])
-        images, label = _brats_case_arrays(shape, rng, lgg=_brats_is_lgg(index), small=index % 3 == 2)
+        images, label = brats_case_arrays(shape, rng, lgg=brats_is_lgg(index), small=index % 3 == 2)
         os.makedirs(folder, exist_ok=True)
         for modality, path in zip(MODALITIES, record.images):
             _save_nifti(images[modality], affine, path)

@@ -38,8 +38,9 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from tfseg.datasets.rsna import MRI_TYPES, BRATS_MODALITY, rsna_id
-from tfseg.datasets.synthetic import (MARKER_NAME, _brats_case_arrays, _brats_is_lgg, _check_int, _read_marker,
-                                      _write_marker, reuse_or_write)
+from tfseg.datasets.shapes import check_int
+from tfseg.datasets.synthetic import (MARKER_NAME, brats_case_arrays, brats_is_lgg, read_marker, reuse_or_write,
+                                      write_marker)
 from tfseg.errors import ConfigError, DataError
 from tfseg.io import dicom as dicom_io
 from tfseg.utils.atomic import atomic_write_text
@@ -74,14 +75,14 @@ class SyntheticRsna:
 
 
 def _check_args(num_train, num_test, shape, seed, first_id, contrast):
-    _check_int("num_train", num_train, 2, 5000)
-    _check_int("num_test", num_test, 0, 5000)
-    _check_int("seed", seed, 0, 2**63 - 1)
-    _check_int("first_id", first_id, 0, 99999 - num_train - num_test)
+    check_int("num_train", num_train, 2, 5000)
+    check_int("num_test", num_test, 0, 5000)
+    check_int("seed", seed, 0, 2**63 - 1)
+    check_int("first_id", first_id, 0, 99999 - num_train - num_test)
     if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
         raise ConfigError(f"shape must be three sizes (x, y, z), got {shape!r}")
     for size in shape:
-        _check_int("each size of shape", size, 16, 512)
+        check_int("each size of shape", size, 16, 512)
     if not 0.2 <= float(contrast) <= 5.0:
         raise ConfigError(f"contrast must be in [0.2, 5], got {contrast!r}")
     return dict(num_train=int(num_train), num_test=int(num_test), shape=[int(s) for s in shape], seed=int(seed),
@@ -115,7 +116,7 @@ def patient_volumes(shape, seed, index, label, contrast):
         ((16, 24, 24), (16, 24, 24))
     """
     rng = np.random.default_rng([seed, 100_003, index])
-    images, label_map = _brats_case_arrays(tuple(shape), rng, lgg=_brats_is_lgg(index), small=False)
+    images, label_map = brats_case_arrays(tuple(shape), rng, lgg=brats_is_lgg(index), small=False)
     core = (label_map == 1) | (label_map == 4)
     volumes = {}
     for mri_type in MRI_TYPES:
@@ -163,7 +164,7 @@ def write_rsna(root, num_train=24, num_test=4, shape=(64, 64, 32), seed=0, first
     kwargs = _check_args(num_train, num_test, shape, seed, first_id, contrast)
     root = os.path.abspath(os.fspath(root))
     os.makedirs(root, exist_ok=True)
-    marker = _read_marker(root)
+    marker = read_marker(root)
     present = sorted(n for n in os.listdir(root) if not n.startswith(".") and n != MARKER_NAME)
     if present:
         if not marker or marker.get("dataset") != "rsna":
@@ -173,7 +174,7 @@ def write_rsna(root, num_train=24, num_test=4, shape=(64, 64, 32), seed=0, first
             path = os.path.join(root, name)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     content = {"dataset": "rsna", "version": _FORMAT_VERSION, "kwargs": kwargs}
-    _write_marker(root, {**content, "complete": False})
+    write_marker(root, {**content, "complete": False})
     started = time.perf_counter()
     result = _result(root, kwargs)
     everyone = [*((p, v, result.train_dir) for p, v in result.labels.items()),
@@ -187,7 +188,7 @@ def write_rsna(root, num_train=24, num_test=4, shape=(64, 64, 32), seed=0, first
                       + "".join(f"{p},{v}\n" for p, v in result.labels.items()))
     atomic_write_text(os.path.join(root, "sample_submission.csv"), "BraTS21ID,MGMT_value\n"
                       + "".join(f"{p},0.5\n" for p in result.test_ids))
-    _write_marker(root, {**content, "complete": True})
+    write_marker(root, {**content, "complete": True})
     logger.info("wrote synthetic RSNA task-2 dataset to %s: %d + %d patients of %s in %.1f s", root,
                 kwargs["num_train"], kwargs["num_test"], "x".join(map(str, kwargs["shape"])),
                 time.perf_counter() - started)
@@ -195,7 +196,7 @@ def write_rsna(root, num_train=24, num_test=4, shape=(64, 64, 32), seed=0, first
 
 
 def _is_complete(root, kwargs):
-    marker = _read_marker(root)
+    marker = read_marker(root)
     if not marker or marker.get("dataset") != "rsna" or marker.get("version") != _FORMAT_VERSION \
             or not marker.get("complete") or marker.get("kwargs") != kwargs:
         return False

@@ -158,7 +158,7 @@ def export_savedmodel(model, path, spec):
         os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
         with open(metadata_path, "w") as stream:
             json.dump(spec.to_json(), stream, indent=2, default=list)
-        _replace_directory(staging, path)
+        replace_directory(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -171,7 +171,7 @@ def read_metadata(path):
         return json.load(stream)
 
 
-def _replace_directory(new, target):
+def replace_directory(new, target):
     old = None
     if os.path.exists(target):
         old = tempfile.mkdtemp(prefix=f".tmp-old-{os.getpid()}-", dir=os.path.dirname(target))

@@ -134,7 +134,7 @@ def read_image(path):
         >>> image.array.shape, image.array.dtype, image.rescale_intercept
         ((128, 128), dtype('float32'), -1024.0)
     """
-    ds = _read_dataset(path, stop_before_pixels=False)
+    ds = read_dataset(path, stop_before_pixels=False)
     header = _header(ds, path)
     header.array = _decode(ds, path, header.transfer_syntax_uid)
     return header
@@ -159,7 +159,7 @@ def read_header(path):
         >>> header.array is None, header.modality, header.pixel_spacing
         (True, 'MR', (0.3125, 0.3125))
     """
-    ds = _read_dataset(path, stop_before_pixels=True)
+    ds = read_dataset(path, stop_before_pixels=True)
     return _header(ds, path)
 
 
@@ -286,11 +286,11 @@ def write_image(path, array, pixel_spacing=(1.0, 1.0), rescale_slope=1.0, rescal
         ds.ConversionType = "WSD"  # workstation
     ds.set_pixel_data(array, photometric_interpretation="MONOCHROME2", bits_stored=16,
                       generate_instance_uid=False)
-    _atomic_write(path, ds)
+    atomic_write_dataset(path, ds)
     return str(sop_uid)
 
 
-def _read_dataset(path, stop_before_pixels):
+def read_dataset(path, stop_before_pixels):
     """pydicom's dataset for `path`, or a DataError saying why there is none."""
     where = Path(path)
     if not where.exists():
@@ -641,7 +641,7 @@ def _ds_value(name, value):
     return text
 
 
-def _atomic_write(path, ds):
+def atomic_write_dataset(path, ds):
     """Write `ds` as a DICOM file to `path` atomically (temporary file beside it, fsync, rename)."""
     try:
         with atomic_path(path) as tmp:
@@ -775,11 +775,11 @@ def read_series(source, series_instance_uid=None, on_error="raise", slice_tolera
     if not (isinstance(slice_tolerance, (int, float)) and 0 < slice_tolerance < 1):
         raise ConfigError(f"slice_tolerance must be a fraction between 0 and 1, "
                           f"got {slice_tolerance!r}")
-    chosen = _choose_series(source, series_instance_uid, problems)
+    chosen = choose_series(source, series_instance_uid, problems)
     where = source if isinstance(source, (str, Path)) else "DICOM files"
     slices = [chosen.slices[path] for path in chosen.files]
     try:
-        slices, affine = _arrange(slices, slice_tolerance)
+        slices, affine = arrange_slices(slices, slice_tolerance)
     except DataError as exc:
         _blame_skipped(exc, problems)
     arrays, kept, left_out = [], [], {}
@@ -844,8 +844,8 @@ def series_geometry(source, series_instance_uid=None, slice_tolerance=0.05):
         >>> shape, bool(np.allclose(affine, read_series(folder).affine))
         ((3, 2, 3), True)
     """
-    chosen = _choose_series(source, series_instance_uid, ProblemLog("raise"))
-    slices, affine = _arrange([chosen.slices[path] for path in chosen.files], slice_tolerance)
+    chosen = choose_series(source, series_instance_uid, ProblemLog("raise"))
+    slices, affine = arrange_slices([chosen.slices[path] for path in chosen.files], slice_tolerance)
     shape = (len(slices), slices[0].rows, slices[0].cols)
     return affine, shape, [item.header.path for item in slices]
 
@@ -890,10 +890,10 @@ def _without_ends(slices, kept, left_out, tolerance):
                         f"{slices[after].header.path}")
     logger.warning("series shorter than its files: %d of %d slices read, left out at the ends: %s",
                    len(kept), len(slices), ", ".join(slices[index].header.path for index in left_out))
-    return _arrange(kept, tolerance)
+    return arrange_slices(kept, tolerance)
 
 
-def _choose_series(source, series_instance_uid, problems):
+def choose_series(source, series_instance_uid, problems):
     """The `_Series` of `source` to read: the one with `series_instance_uid`, else the only one."""
     series = _scan(source, problems)
     where = source if isinstance(source, (str, Path)) else "DICOM files"
@@ -956,7 +956,7 @@ def _scan(source, problems):
 def _scan_file(path, problems, from_folder):
     """The `_Slice` of one file, or None (not an image in a folder scan, or reported bad)."""
     try:
-        ds = _read_dataset(path, stop_before_pixels=True)
+        ds = read_dataset(path, stop_before_pixels=True)
     except DataError as exc:
         if from_folder and not pydicom.misc.is_dicom(path) and not _named_like_dicom(path):
             logger.info("%s: not DICOM, passed over", path)
@@ -1041,7 +1041,7 @@ def _series_list(series):
     return "; ".join(str(s) for s in series.values())
 
 
-def _arrange(slices, tolerance):
+def arrange_slices(slices, tolerance):
     """Slices sorted along their normal, checked, and the RAS affine of the stack."""
     first = slices[0]
     orientation = np.array(first.header.image_orientation, dtype=np.float64)

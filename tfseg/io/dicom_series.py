@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tfseg.errors import ConfigError, DataError
-from tfseg.io.dicom import _arrange, _choose_series, _read_dataset
+from tfseg.io.dicom import arrange_slices, choose_series, read_dataset
 from tfseg.io.volume import Volume
 from tfseg.utils.problems import ProblemLog
 
@@ -158,12 +158,12 @@ def read_series_headers(source, series_instance_uid=None, on_error="raise", slic
     if not (isinstance(slice_tolerance, (int, float)) and 0 < slice_tolerance < 1):
         raise ConfigError(f"slice_tolerance must be a fraction between 0 and 1, "
                           f"got {slice_tolerance!r}")
-    chosen = _choose_series(source, series_instance_uid, problems)
-    slices, affine = _arrange([chosen.slices[path] for path in chosen.files], slice_tolerance)
+    chosen = choose_series(source, series_instance_uid, problems)
+    slices, affine = arrange_slices([chosen.slices[path] for path in chosen.files], slice_tolerance)
     files = [item.header.path for item in slices]
     datasets = []
     for path in files:
-        ds = _read_dataset(path, stop_before_pixels=True)
+        ds = read_dataset(path, stop_before_pixels=True)
         if not str(ds.get("SOPInstanceUID", "")).strip():
             raise DataError(path, "no SOPInstanceUID: the slice cannot be referenced")
         datasets.append(ds)

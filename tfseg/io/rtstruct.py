@@ -56,7 +56,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.contours import polygon_to_mask
-from tfseg.io.dicom import _atomic_write, _read_dataset
+from tfseg.io.dicom import atomic_write_dataset, read_dataset
 from tfseg.io.dicom_series import as_dicom_series
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def read_rtstruct(path):
     if isinstance(path, Dataset):
         ds, where = path, getattr(path, "filename", None) or "RTSTRUCT dataset"
     else:
-        ds, where = _read_dataset(path, stop_before_pixels=False), path
+        ds, where = read_dataset(path, stop_before_pixels=False), path
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class != RTStructureSetStorage and str(ds.get("Modality", "")) != "RTSTRUCT":
         kind = str(ds.get("Modality", "")) or "unknown modality"
@@ -554,7 +554,7 @@ def write_rtstruct(label_map, series, path, label_names, colors=None, structure_
     ds.ROIContourSequence = Sequence(roi_contours_items)
     ds.RTROIObservationsSequence = Sequence(observations)
     path = Path(path)
-    _atomic_write(path, ds)
+    atomic_write_dataset(path, ds)
     logger.info("wrote %s: %d ROI(s) on series %s", path, len(rois), series.series_instance_uid)
     return path
 

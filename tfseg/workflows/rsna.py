@@ -546,7 +546,7 @@ def export_classifier(config, model, path):
     import keras
     import tensorflow as tf
 
-    from tfseg.export.savedmodel import _replace_directory
+    from tfseg.export.savedmodel import replace_directory
     from tfseg.models.sequence import probability_model
 
     seq = config.sequence
@@ -562,7 +562,7 @@ def export_classifier(config, model, path):
 
     staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
     archive.write_out(staging, verbose=False)
-    _replace_directory(staging, os.path.abspath(path))
+    replace_directory(staging, os.path.abspath(path))
     return path
 
 
