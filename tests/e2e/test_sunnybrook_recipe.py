@@ -1,10 +1,8 @@
 """The Sunnybrook recipes end to end, at a tiny size: synthetic data → train → evaluate → export → resume."""
 import json
-import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from recipe_helpers import assert_logged_best_matches_metrics, history_epochs, load_recipe
 

@@ -3,7 +3,6 @@
 Run as a script (`python test_distributed.py worker INDEX OUT_DIR`), this file is one worker of
 the two-process MultiWorkerMirroredStrategy test; TF_CONFIG comes from the environment.
 """
-import argparse
 import json
 import os
 import socket

@@ -37,7 +37,6 @@ Example:
 """
 import dataclasses
 import logging
-import math
 import os
 
 import numpy as np
