@@ -17,6 +17,8 @@ import json
 import logging
 import os
 
+import numpy as np
+
 from tfseg.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -51,8 +53,70 @@ def run_workflow(run_dir):
     return workflow, module, config
 
 
+#: BraTS label values -> names, for DICOM SEG segments and RTSTRUCT ROIs.
+BRATS_LABEL_NAMES = {1: "necrotic tumour core", 2: "peritumoral edema", 4: "enhancing tumour"}
+
+
+def label_names(run_dir):
+    """`{label value: name}` of a run's predictions, from its SavedModel metadata (BraTS: 1/2/4).
+
+    Example:
+        >>> label_names("/nonexistent-run")
+        {1: 'foreground'}
+    """
+    from tfseg.inference.predictor import METADATA_FILE
+
+    try:
+        with open(os.path.join(run_dir, "saved_model", METADATA_FILE)) as stream:
+            metadata = json.load(stream)
+    except OSError:
+        return {1: "foreground"}
+    names = list(metadata.get("class_names") or ())
+    if metadata.get("label_map") == "brats":
+        return dict(BRATS_LABEL_NAMES)
+    values = (metadata.get("extra") or {}).get("label_values")
+    if metadata.get("activation", "softmax") == "softmax" and names:
+        values = values or list(range(len(names)))
+        return {int(v): name for v, name in zip(values[1:], names[1:])}
+    return {1: names[0] if names else "foreground"}
+
+
+def write_clinical_objects(labels, item, output_dir, names, dicom_seg=True, rtstruct=True):
+    """A DICOM SEG and/or an RTSTRUCT for a prediction on a DICOM series, referencing that series.
+
+    Args:
+        labels: the integer label map `(D, H, W)` on the series' grid, or `(D, H, W, K)` binary
+            channels (label k + 1 for channel k).
+        item: the predictor's input item (`kind == "dicom_series"`).
+        output_dir: where `<name>_seg.dcm` and `<name>_rtstruct.dcm` go.
+        names: `{label value: name}`.
+        dicom_seg, rtstruct: which objects to write.
+
+    Returns:
+        The paths written (none for an empty prediction or another kind of input).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 4:  # sigmoid channels: one label value per channel (a later channel wins where they overlap)
+        labels = np.max(np.where(labels > 0, np.arange(1, labels.shape[-1] + 1), 0), axis=-1)
+    if item.kind != "dicom_series" or not np.any(labels):
+        return []
+    present = {int(v): names.get(int(v), f"label {int(v)}") for v in np.unique(labels) if v}
+    written = []
+    if dicom_seg:
+        from tfseg.io.dicom_seg import write_dicom_seg
+
+        path = os.path.join(output_dir, f"{item.output_name}_seg.dcm")
+        written.append(write_dicom_seg(labels, list(item.paths), path, present))
+    if rtstruct:
+        from tfseg.io.rtstruct import write_rtstruct
+
+        written.append(write_rtstruct(labels, list(item.paths),
+                                      os.path.join(output_dir, f"{item.output_name}_rtstruct.dcm"), present))
+    return [os.fspath(path) for path in written]
+
+
 def predict(run_dir, source, output_dir, convention="auto", on_error="skip", tta=False, probabilities=False,
-            progress=True):
+            progress=True, dicom_seg=False, rtstruct=False):
     """Predict `source` with the model of the training run in `run_dir`; returns the per-case report.
 
     Args:
@@ -66,6 +130,8 @@ def predict(run_dir, source, output_dir, convention="auto", on_error="skip", tta
         tta: test-time augmentation (mirroring).
         probabilities: also write the probabilities.
         progress: a progress bar (one line per case off a terminal).
+        dicom_seg, rtstruct: for DICOM series inputs, also write a DICOM SEG and/or an RTSTRUCT
+            referencing the series, for PACS viewers (`write_clinical_objects`).
 
     Returns:
         The report dict of `tfseg.inference.predictor.predict_all` (also in `predict_report.json`).
@@ -79,26 +145,41 @@ def predict(run_dir, source, output_dir, convention="auto", on_error="skip", tta
                        "%s workflow's own inference path", run_dir, workflow)
         make_fn = None
     if make_fn is None:
-        return predictor.predict_run(run_dir, source, output_dir, convention=convention, on_error=on_error, tta=tta,
-                                     probabilities=probabilities, progress=progress)
-    import keras
+        _, signature, metadata = predictor.load_run(run_dir)
+        workflow_fn = predictor.savedmodel_predict_fn(signature, metadata)
+    else:
+        import keras
 
-    import tfseg.losses  # noqa: F401  (registers the custom objects a tfseg model needs)
-    import tfseg.metrics  # noqa: F401
-    import tfseg.models  # noqa: F401
+        import tfseg.losses  # noqa: F401  (registers the custom objects a tfseg model needs)
+        import tfseg.metrics  # noqa: F401
+        import tfseg.models  # noqa: F401
 
-    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
-    workflow_fn = make_fn(config, model)
+        model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+        workflow_fn = make_fn(config, model)
+        logger.info("predicting with the %s workflow's inference path (%s)", workflow, run_dir)
     if convention == "auto":
-        convention = predictor.WORKFLOW_CONVENTIONS.get(workflow, "nifti")
-    logger.info("predicting with the %s workflow's inference path (%s)", workflow, run_dir)
+        brats_labels = label_names(run_dir) == BRATS_LABEL_NAMES
+        convention = predictor.WORKFLOW_CONVENTIONS.get(workflow, "brats" if brats_labels else "nifti")
+    names = label_names(run_dir)
+    clinical = {}
 
     def predict_fn(image, item, tta=False):
         labels, probs = workflow_fn(image, item, tta=tta)
+        if dicom_seg or rtstruct:
+            clinical[item.case_id] = write_clinical_objects(np.asarray(labels), item, output_dir, names,
+                                                            dicom_seg, rtstruct)
         return (labels, probs) if probabilities else labels
 
-    return predictor.predict_all(predictor.discover_inputs(source), predict_fn, output_dir, convention=convention,
-                                 on_error=on_error, tta=tta, progress=progress)
+    items = predictor.discover_inputs(source)
+    report = predictor.predict_all(items, predict_fn, output_dir, convention=convention, on_error=on_error, tta=tta,
+                                   progress=progress)
+    if clinical:
+        from tfseg.utils.atomic import atomic_write_json
+
+        for entry in report["cases"]:
+            entry["outputs"] = list(entry["outputs"]) + clinical.get(entry["case_id"], [])
+        atomic_write_json(os.path.join(output_dir, predictor.REPORT_FILE), report)
+    return report
 
 
 def add_parser(subparsers):
@@ -106,6 +187,8 @@ def add_parser(subparsers):
     from tfseg.inference import predictor
 
     parser = predictor.add_parser(subparsers)
+    parser.add_argument("--dicom-seg", action="store_true", help="DICOM series inputs: also write a DICOM SEG")
+    parser.add_argument("--rtstruct", action="store_true", help="DICOM series inputs: also write an RTSTRUCT")
     parser.set_defaults(handler=run)
     return parser
 
@@ -115,7 +198,8 @@ def run(args):
     from tfseg.inference.predictor import REPORT_FILE
 
     report = predict(args.run_dir, args.input, args.output, convention=args.convention, on_error=args.on_error,
-                     tta=args.tta, probabilities=args.probabilities, progress=not args.no_progress)
+                     tta=args.tta, probabilities=args.probabilities, progress=not args.no_progress,
+                     dicom_seg=args.dicom_seg, rtstruct=args.rtstruct)
     print(json.dumps({"written": report["written"], "failed": report["failed"], "output": os.path.abspath(args.output),
                       "report": os.path.join(args.output, REPORT_FILE)}))
     return 1 if report["failed"] else 0
