@@ -20,7 +20,7 @@ def test_brats_crop_follows_the_data_and_explicit_flags_win(mni_root, caplog):
     shape = np.array(brats.read_case_image(brats.find_data(planned).train[0])[0].shape[:3])
     crop = np.array(planned.data.crop_size)
     assert tuple(crop) != tuple(defaults.data.crop_size)
-    stride = 2 ** (len(planned.model.blocks_down) - 1)
+    stride = 2 ** len(planned.model.blocks_down)  # the VAE branch halves the encoder's end once more
     assert np.all(crop % stride == 0) and np.all(crop <= -(-shape // stride) * stride)
     # the synthetic default is left alone; an explicit crop is kept
     assert resolve_config("brats", []).data.crop_size == defaults.data.crop_size

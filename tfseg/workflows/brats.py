@@ -536,15 +536,17 @@ def adjust_config(config, explicit=()):
     from tfseg.training.config import override
 
     found = fingerprint(data.datalist or data.data_dir, intensity_cases=8, workers=2)
+    vae = 1 if config.model.name == "segresnet_vae" else 0  # the VAE branch halves the encoder's end once more
     settings = suggest_settings(found, memory_budget_bytes=int(config.train.memory_mb) * 2 ** 20, spatial_dims=3,
                                 channels=4, init_filters=int(config.model.init_filters),
-                                max_levels=len(config.model.blocks_down))
+                                max_levels=len(config.model.blocks_down) + vae)
     updates = {"data.crop_size": tuple(settings.crop)}
     if "train.batch_size" not in explicit:
         updates["train.batch_size"] = settings.batch_size
-    if "model.blocks_down" not in explicit and settings.levels < len(config.model.blocks_down):
-        updates["model.blocks_down"] = tuple(config.model.blocks_down)[:settings.levels]
-        updates["model.blocks_up"] = tuple(config.model.blocks_up)[:settings.levels - 1]
+    levels = settings.levels - vae
+    if "model.blocks_down" not in explicit and levels < len(config.model.blocks_down):
+        updates["model.blocks_down"] = tuple(config.model.blocks_down)[:levels]
+        updates["model.blocks_up"] = tuple(config.model.blocks_up)[:levels - 1]
     if "data.crops_per_case" not in explicit:
         train_items = max(1, round(found.num_items * (1 - data.val_fraction))) if data.datalist is None else None
         per_case = settings.steps_per_epoch * updates.get("train.batch_size", config.train.batch_size)
