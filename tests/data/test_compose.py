@@ -144,13 +144,13 @@ def test_w3_paper_flip_branch_flips_both_axes_and_weights_pick_the_branch():
     import numpy as np
     import tensorflow as tf
 
-    from tfseg.workflows.brats2d_augment import Brats2DAugmentation, _spatial_branches
+    from tfseg.workflows.brats2d_augment import Brats2DAugmentation, spatial_branches
 
     image = tf.reshape(tf.range(16, dtype=tf.float32), (4, 4, 1))
     label = tf.reshape(tf.range(16, dtype=tf.int32), (4, 4))
     paper = Brats2DAugmentation(patch_size=4, flip_axes=(0, 1), flip_probability=1.0,
                                 spatial_weights=(0.35, 0.35, 0.15, 0.15), elastic_max_displacement=(2.0, 2.0, 0.0))
-    flipped, flipped_label = _spatial_branches(paper)[0](image, label, tf.constant([3, 4], tf.int64))
+    flipped, flipped_label = spatial_branches(paper)[0](image, label, tf.constant([3, 4], tf.int64))
     np.testing.assert_array_equal(flipped[..., 0].numpy(), image[::-1, ::-1, 0].numpy())
     np.testing.assert_array_equal(flipped_label.numpy(), label[::-1, ::-1].numpy())
     # only the flip branch has weight: with probability 1 every draw flips both axes
@@ -159,7 +159,7 @@ def test_w3_paper_flip_branch_flips_both_axes_and_weights_pick_the_branch():
     from tfseg.data.transforms.compose import one_of
 
     for i in range(5):
-        out, _ = one_of(image, label, (i, 9), _spatial_branches(only_flip), 1.0, weights=only_flip.spatial_weights)
+        out, _ = one_of(image, label, (i, 9), spatial_branches(only_flip), 1.0, weights=only_flip.spatial_weights)
         np.testing.assert_array_equal(out[..., 0].numpy(), image[::-1, ::-1, 0].numpy())
     with pytest.raises(ConfigError, match="spatial_weights"):
         Brats2DAugmentation(spatial_weights=(1.0, 1.0))

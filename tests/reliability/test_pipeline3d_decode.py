@@ -80,9 +80,9 @@ def test_raise_gives_the_data_error_naming_the_file_through_the_trainer(damaged)
 def test_every_case_damaged_is_one_data_error(damaged):
     cases, path = damaged
     with pytest.raises(DataError, match="none of the 1 cases could be decoded"):
-        from tfseg.training.trainer import _next_batch
+        from tfseg.training.trainer import next_batch
 
-        _next_batch(iter(_dataset(cases[1:2], "skip", ProblemLog("skip"))))
+        next_batch(iter(_dataset(cases[1:2], "skip", ProblemLog("skip"))))
 
 
 def test_missing_modality_names_the_missing_file(tmp_path):

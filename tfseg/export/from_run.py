@@ -101,7 +101,8 @@ def export_run(source, out, format="savedmodel", spec_overrides=None, **options)
     Raises:
         DataError: a missing or unreadable model file, or metadata that cannot be read.
     """
-    from tfseg.export import default_spec, export_model
+    from tfseg.export.dispatch import export_model
+    from tfseg.export.endpoint import default_spec
     from tfseg.saving import load_model
 
     model_path, run_dir = find_run_model(source)

@@ -82,7 +82,7 @@ def adopt_optimizer(optimizer, strategy):
     Example:
         >>> import keras
         >>> optimizer = adopt_optimizer(keras.optimizers.SGD(0.1), tf.distribute.get_strategy())
-        >>> float(optimizer.learning_rate)
+        >>> round(float(optimizer.learning_rate), 6)
         0.1
     """
     import keras

@@ -114,7 +114,7 @@ def _unpack(data):
                       f"got one element of type {type(data).__name__}")
 
 
-def _next_batch(iterator):
+def next_batch(iterator):
     """The next batch; a file that failed to decode inside tf.data is raised as its one-line `DataError`."""
     try:
         return next(iterator)
@@ -487,7 +487,7 @@ class Trainer:
 
     def _prepare(self, dataset):
         if not self.model.built:
-            x = _unpack(_next_batch(iter(dataset)))[0]
+            x = _unpack(next_batch(iter(dataset)))[0]
             with self.strategy.scope():
                 self.model(x)
         with self.strategy.scope():
@@ -710,7 +710,7 @@ class Trainer:
         step = 0
         while steps is None or step < steps:
             try:
-                batch = _next_batch(iterator)
+                batch = next_batch(iterator)
             except StopIteration:
                 if persistent:
                     logger.warning("epoch %d: the dataset ran out after %d of %d steps; it restarts next epoch",
@@ -779,7 +779,7 @@ class Trainer:
         step = 0
         while steps is None or step < steps:
             try:
-                batch = _next_batch(iterator)
+                batch = next_batch(iterator)
             except StopIteration:
                 break
             callback_list.on_test_batch_begin(step)

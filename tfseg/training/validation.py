@@ -10,7 +10,8 @@ NaN ("not measured"), which never counts as an improvement.
 
 By default the interval adapts to a time budget: after the first validation the callback knows
 what one costs against an epoch of training, and validates every N epochs so that validation
-takes at most `budget` (20%) of the training time. The last epoch is always validated.
+takes at most `budget` (20%) of the training time. The first epoch (which fixes the columns of
+`history.csv`) and the last are always validated.
 
 `ZeroScoreWarning` logs a warning when a class or region's Dice stays at 0 for several
 validations in a row (a small structure that is not being learned), during the run.
@@ -19,9 +20,11 @@ Example:
     >>> import math
     >>> v = PeriodicValidation(lambda model: {"val_dice": 0.5}, every=2)
     >>> v.set_params({"epochs": 4}); v.on_train_begin()
-    >>> logs = {}; v.on_epoch_end(0, logs); math.isnan(logs["val_dice"])
+    >>> logs = {}; v.on_epoch_end(0, logs); logs["val_dice"]       # the first epoch sets the logs' keys
+    0.5
+    >>> logs = {}; v.on_epoch_end(1, logs); math.isnan(logs["val_dice"])
     True
-    >>> logs = {}; v.on_epoch_end(1, logs); logs["val_dice"]
+    >>> logs = {}; v.on_epoch_end(2, logs); logs["val_dice"]
     0.5
 """
 import logging
@@ -73,7 +76,7 @@ class PeriodicValidation(keras.callbacks.Callback):
     def due(self, epoch):
         """Whether epoch `epoch` (0-based) is validated."""
         number = epoch + 1
-        if number == self.params.get("epochs"):
+        if number == self.params.get("epochs") or self.keys is None:  # the last epoch; the first sets the keys
             return True
         if self.interval is None:  # automatic, not yet timed
             return number >= self.first_epoch

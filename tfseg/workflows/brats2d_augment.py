@@ -96,7 +96,8 @@ class Brats2DAugmentation:
             raise ConfigError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles!r}")
 
 
-def _spatial_branches(config):
+def spatial_branches(config):
+    """The spatial OneOf's branches `(image, label, seed) -> (image, label)`: flip, affine, anisotropy, elastic."""
     def flip_branch(image, label, seed):
         draws = tf.random.stateless_uniform([2], seed=seed) < config.flip_probability
         vertical = tf.logical_and(draws[0], 0 in config.flip_axes)
@@ -151,7 +152,7 @@ def augment_brats2d(image, label, seed, config=None):
     size = check_size_2d(config.patch_size, "patch_size")
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
     image, label = pad_or_crop(tf.cast(image, tf.float32), label, size)
-    image, label = one_of(image, label, seeds[0], _spatial_branches(config), config.spatial_probability,
+    image, label = one_of(image, label, seeds[0], spatial_branches(config), config.spatial_probability,
                           weights=tuple(config.spatial_weights))
     image, mask = _stretch(image, config)
     image, label = one_of(image, label, seeds[1], _intensity_branches(config, mask), config.intensity_probability)

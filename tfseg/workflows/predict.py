@@ -32,21 +32,25 @@ WORKFLOW_MODULES = {"brats": "tfseg.workflows.brats", "brats2d": "tfseg.workflow
 def run_workflow(run_dir):
     """`(workflow name, module, config)` of a training run folder, from its SavedModel metadata and config.json.
 
+    Module and config are None when the run's workflow is unknown or it has no `config.json`
+    (then the SavedModel alone predicts).
+
     Raises:
-        DataError: the folder is not a finished run (no `config.json` or `saved_model/`).
+        DataError: the folder has no `saved_model/`.
     """
     from tfseg.inference.predictor import METADATA_FILE
     from tfseg.training.config import from_dict
 
+    if not os.path.isdir(os.path.join(run_dir, "saved_model")):
+        raise DataError(run_dir, "no saved_model/ folder: pass the output folder of a finished training run")
     metadata_path = os.path.join(run_dir, "saved_model", METADATA_FILE)
     config_path = os.path.join(run_dir, "config.json")
-    for path in (metadata_path, config_path):
-        if not os.path.isfile(path):
-            raise DataError(run_dir, f"not a finished training run: {os.path.relpath(path, run_dir)} is missing")
-    with open(metadata_path) as stream:
-        workflow = (json.load(stream).get("extra") or {}).get("workflow")
-    if workflow not in WORKFLOW_MODULES:
-        return workflow, None, None
+    workflow = None
+    if os.path.isfile(metadata_path):
+        with open(metadata_path) as stream:
+            workflow = (json.load(stream).get("extra") or {}).get("workflow")
+    if workflow not in WORKFLOW_MODULES or not os.path.isfile(config_path):
+        return workflow, None, None  # predicted through the SavedModel alone
     module = importlib.import_module(WORKFLOW_MODULES[workflow])
     with open(config_path) as stream:
         config = from_dict(module.CONFIG_CLASS, json.load(stream), where=config_path)
