@@ -92,8 +92,11 @@ def nonzero_moments(image):
     count = tf.maximum(tf.reduce_sum(mask, axis=axes), 1.0)
     # Sums of values shifted by one of the channel's own values: exact for a constant channel
     # (float32 sums of large equal values are not) and better conditioned for any other.
-    reference = tf.reduce_max(tf.where(inside, x, tf.fill(tf.shape(x), -float("inf"))), axis=axes)
-    reference = tf.where(tf.math.is_finite(reference), reference, tf.zeros_like(reference))
+    # The largest non-zero value: outside voxels stand in as the channel's minimum, which never wins
+    # (and no infinity is needed, which ONNX/TFLite exports would turn into NaN). Without non-zero
+    # voxels the channel is all zeros and the reference is 0.
+    lowest = tf.reduce_min(x, axis=axes, keepdims=True)
+    reference = tf.reduce_max(tf.where(inside, x, tf.broadcast_to(lowest, tf.shape(x))), axis=axes)
     shifted = (x - reference) * mask
     offset = tf.reduce_sum(shifted, axis=axes) / count
     std = tf.sqrt(tf.reduce_sum(tf.square((shifted - offset) * mask), axis=axes) / count)
