@@ -643,6 +643,8 @@ class Trainer:
                 epoch_logs.update({f"{validation_prefix}{k}": v for k, v in val_logs.items()})
             epoch_logs["learning_rate"] = current_learning_rate(self.optimizer)
             callback_list.on_epoch_end(epoch, epoch_logs)
+            for callback in callbacks:  # figures a callback added (Keras may hand callbacks a copy of the logs)
+                epoch_logs.update(getattr(callback, "added_logs", None) or {})
             for key, value in epoch_logs.items():
                 history.setdefault(key, []).append(value)
             if self.model.stop_training:

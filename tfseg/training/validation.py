@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 class PeriodicValidation(keras.callbacks.Callback):
     """Score the model on whole validation images every few epochs and add the figures to the logs.
 
+    The figures of the last epoch are also kept in `added_logs`, which `tfseg.training.Trainer`
+    adds to its history.
+
     Args:
         score_fn: `fn(model) -> {log key: float}`, e.g. `{"val_dice": 0.83, "val_dice_wt": 0.91}`.
         every: validate every this many epochs; 0 chooses it from `budget` after the first one.
@@ -66,6 +69,7 @@ class PeriodicValidation(keras.callbacks.Callback):
         self._epoch_start = None
         self._epoch_seconds = []
         self.seconds = []
+        self.added_logs = {}
 
     def on_train_begin(self, logs=None):
         self._epoch_start = None
@@ -95,8 +99,8 @@ class PeriodicValidation(keras.callbacks.Callback):
         if self._epoch_start is not None:
             self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
         if not self.due(epoch):
-            for key in self.keys or ():
-                logs[key] = float("nan")
+            self.added_logs = {key: float("nan") for key in self.keys or ()}
+            logs.update(self.added_logs)
             return
         start = time.perf_counter()
         scores = {key: float(value) for key, value in self.score_fn(self.model).items()}
@@ -105,7 +109,8 @@ class PeriodicValidation(keras.callbacks.Callback):
             self._choose_interval(self.seconds[-1])
         self.keys = sorted(set(self.keys or ()) | set(scores))
         self.last_validated = epoch + 1
-        logs.update({key: scores.get(key, float("nan")) for key in self.keys})
+        self.added_logs = {key: scores.get(key, float("nan")) for key in self.keys}
+        logs.update(self.added_logs)
 
 
 class ZeroScoreWarning(keras.callbacks.Callback):
