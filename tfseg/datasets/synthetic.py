@@ -375,6 +375,19 @@ def _write_case(index, case_id, series, contour_folder, image_dir, contour_dir, 
             description="tfseg synthetic short-axis cine")
 
 
+def marker_says_complete(root, dataset, version, kwargs):
+    """Whether `root`'s marker records a finished write of `dataset` at format `version` with these `kwargs`.
+
+    Example:
+        >>> import tempfile
+        >>> marker_says_complete(tempfile.mkdtemp(), "brats", 1, {})
+        False
+    """
+    marker = read_marker(root)
+    return bool(marker) and marker.get("dataset") == dataset and marker.get("version") == version \
+        and bool(marker.get("complete")) and marker.get("kwargs") == kwargs
+
+
 def read_marker(root):
     """The completion marker of a synthetic dataset folder (`MARKER_NAME`, JSON), or None if missing or unreadable."""
     try:
@@ -462,9 +475,7 @@ def write_sunnybrook(root, num_cases=15, images_per_case=24, contoured_per_case=
 
 
 def _is_complete(root, kwargs):
-    marker = read_marker(root)
-    if not marker or marker.get("dataset") != "sunnybrook" or marker.get("version") != _FORMAT_VERSION \
-            or not marker.get("complete") or marker.get("kwargs") != kwargs:
+    if not marker_says_complete(root, "sunnybrook", _FORMAT_VERSION, kwargs):
         return False
     for case_id, series in synthetic_cases(kwargs["num_cases"]):
         folder = os.path.join(root, "images", case_id)
@@ -886,9 +897,7 @@ def write_brats(root, num_cases=8, shape=(64, 64, 48), seed=0, layout="2021"):
 
 
 def _brats_is_complete(root, kwargs):
-    marker = read_marker(root)
-    if not marker or marker.get("dataset") != "brats" or marker.get("version") != _BRATS_FORMAT_VERSION \
-            or not marker.get("complete") or marker.get("kwargs") != kwargs:
+    if not marker_says_complete(root, "brats", _BRATS_FORMAT_VERSION, kwargs):
         return False
     result = _brats_result(root, kwargs)
     files = [result.datalist] + [p for c in result.cases for p in c.images + (c.label,)]

@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from tfseg.datasets.lgg import KAGGLE_DIR, MASK_SUFFIX, find_lgg
 from tfseg.datasets.shapes import Grid, check_int, ellipse, paint, soft_edge
-from tfseg.datasets.synthetic import MARKER_NAME, read_marker, reuse_or_write, write_marker
+from tfseg.datasets.synthetic import MARKER_NAME, marker_says_complete, read_marker, reuse_or_write, write_marker
 from tfseg.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -321,9 +321,7 @@ def write_lgg(root, num_patients=12, slices_per_patient=16, image_size=256, seed
 
 
 def _is_complete(root, kwargs):
-    marker = read_marker(root)
-    if not marker or marker.get("dataset") != _DATASET or marker.get("version") != _FORMAT_VERSION \
-            or not marker.get("complete") or marker.get("kwargs") != kwargs:
+    if not marker_says_complete(root, _DATASET, _FORMAT_VERSION, kwargs):
         return False
     for patient in patient_ids(kwargs["num_patients"], kwargs["seed"]):
         patient_dir = os.path.join(root, KAGGLE_DIR, patient)

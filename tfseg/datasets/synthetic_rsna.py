@@ -39,8 +39,8 @@ from pydicom.uid import generate_uid
 
 from tfseg.datasets.rsna import MRI_TYPES, BRATS_MODALITY, rsna_id
 from tfseg.datasets.shapes import check_int
-from tfseg.datasets.synthetic import (MARKER_NAME, brats_case_arrays, brats_is_lgg, read_marker, reuse_or_write,
-                                      write_marker)
+from tfseg.datasets.synthetic import (MARKER_NAME, brats_case_arrays, brats_is_lgg, marker_says_complete,
+                                      read_marker, reuse_or_write, write_marker)
 from tfseg.errors import ConfigError, DataError
 from tfseg.io import dicom as dicom_io
 from tfseg.utils.atomic import atomic_write_text
@@ -196,9 +196,7 @@ def write_rsna(root, num_train=24, num_test=4, shape=(64, 64, 32), seed=0, first
 
 
 def _is_complete(root, kwargs):
-    marker = read_marker(root)
-    if not marker or marker.get("dataset") != "rsna" or marker.get("version") != _FORMAT_VERSION \
-            or not marker.get("complete") or marker.get("kwargs") != kwargs:
+    if not marker_says_complete(root, "rsna", _FORMAT_VERSION, kwargs):
         return False
     result = _result(root, kwargs)
     folders = [os.path.join(result.train_dir, p) for p in result.labels]

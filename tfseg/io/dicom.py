@@ -163,6 +163,26 @@ def read_header(path):
     return _header(ds, path)
 
 
+def new_dataset(sop_class_uid, sop_instance_uid):
+    """An empty DICOM dataset of one SOP class and instance, with explicit-VR little-endian file meta.
+
+    Example:
+        >>> from pydicom.uid import generate_uid
+        >>> ds = new_dataset("1.2.840.10008.5.1.4.1.1.481.3", generate_uid())
+        >>> ds.file_meta.TransferSyntaxUID, ds.SOPClassUID == ds.file_meta.MediaStorageSOPClassUID
+        ('1.2.840.10008.1.2.1', True)
+    """
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    return ds
+
+
 def write_image(path, array, pixel_spacing=(1.0, 1.0), rescale_slope=1.0, rescale_intercept=0.0,
                 modality="MR", patient_id="ANON", study_instance_uid=None,
                 series_instance_uid=None, series_number=1, instance_number=1,
@@ -234,14 +254,7 @@ def write_image(path, array, pixel_spacing=(1.0, 1.0), rescale_slope=1.0, rescal
     sop_uid = generate_uid()
     sop_class = _STORAGE_BY_MODALITY.get(modality, SecondaryCaptureImageStorage)
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
+    ds = new_dataset(sop_class, sop_uid)
     ds.ImageType = ["DERIVED", "SECONDARY"]
     # Patient and study (type 2 elements are present, possibly empty).
     ds.PatientName = str(patient_id)

@@ -49,14 +49,14 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+from pydicom.uid import RTStructureSetStorage, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from tfseg.errors import ConfigError, DataError
 from tfseg.io.contours import polygon_to_mask
-from tfseg.io.dicom import atomic_write_dataset, read_dataset
+from tfseg.io.dicom import atomic_write_dataset, new_dataset, read_dataset
 from tfseg.io.dicom_series import as_dicom_series
 
 logger = logging.getLogger(__name__)
@@ -487,14 +487,7 @@ def write_rtstruct(label_map, series, path, label_names, colors=None, structure_
     now = datetime.datetime.now()
     sop_uid = generate_uid()
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTStructureSetStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = RTStructureSetStorage
-    ds.SOPInstanceUID = sop_uid
+    ds = new_dataset(RTStructureSetStorage, sop_uid)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = now.strftime("%H%M%S")
